@@ -35,12 +35,21 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
+/// The character containing byte `pos` of `s` (which may be inside a multi-byte one).
+fn char_at(s: &str, pos: usize) -> char {
+    let mut start = pos.min(s.len());
+    while !s.is_char_boundary(start) {
+        start -= 1;
+    }
+    s[start..].chars().next().unwrap_or('?')
+}
+
 pub fn base16_decode(s: &str) -> Result<Vec<u8>> {
     let bytes = s.as_bytes();
     let invalid = |pos: usize| Error::InvalidCharacter {
         hash: s.to_string(),
         pos,
-        ch: s[pos..].chars().next().unwrap_or('?'),
+        ch: char_at(s, pos),
         encoding: "base16",
     };
     if bytes.len() % 2 != 0 {
@@ -79,7 +88,7 @@ pub fn decode_by_length(body: &str, algo: Algorithm, whole: &str) -> Result<Vec<
             nix32::DecodeError::InvalidChar(pos) => Error::InvalidCharacter {
                 hash: whole.to_string(),
                 pos: pos + (whole.len() - body.len()),
-                ch: body[pos..].chars().next().unwrap_or('?'),
+                ch: char_at(body, pos),
                 encoding: "base-32",
             },
             nix32::DecodeError::Overflow => Error::Nix32Overflow(whole.to_string()),

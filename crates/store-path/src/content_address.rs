@@ -55,8 +55,15 @@ impl FromStr for ContentAddress {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::BadContentAddress(s.to_string(), why.to_string());
+        // Nix 2.8 wants `<algo>:<hash>` after the prefix; an SRI hash is refused.
+        let typed = |rest: &str| -> Result<Hash, Error> {
+            if !rest.contains(':') {
+                return Err(bad("expected '<algo>:<hash>' after the prefix"));
+            }
+            Ok(Hash::parse(rest, None)?)
+        };
         if let Some(rest) = s.strip_prefix("text:") {
-            let hash = Hash::parse(rest, None)?;
+            let hash = typed(rest)?;
             if hash.algorithm() != Algorithm::Sha256 {
                 return Err(bad("text content addresses must use sha256"));
             }
@@ -66,7 +73,7 @@ impl FromStr for ContentAddress {
                 Some(rest) => (FileIngestionMethod::Recursive, rest),
                 None => (FileIngestionMethod::Flat, rest),
             };
-            Ok(ContentAddress::Fixed(method, Hash::parse(rest, None)?))
+            Ok(ContentAddress::Fixed(method, typed(rest)?))
         } else {
             Err(bad("expected 'text:' or 'fixed:' prefix"))
         }

@@ -315,6 +315,12 @@ fn content_address_strings_spec_2_7() {
         .parse::<ContentAddress>()
         .is_err());
     assert!("nar:sha256:x".parse::<ContentAddress>().is_err());
+    // 2.8 refuses SRI hashes in content addresses.
+    assert!(
+        "fixed:r:sha256-X9exzu2Q0fGzMtdxOlOc/zy1M9vvoFA+8sYa/bEQGFg="
+            .parse::<ContentAddress>()
+            .is_err()
+    );
 }
 
 #[test]
