@@ -1,0 +1,206 @@
+//! Copying a tree into the store in its canonical form (mode 0444/0555, mtime 1),
+//! while feeding its NAR serialisation to a writer, so contents are read exactly once:
+//! what is hashed is what is stored, even if the source changes meanwhile.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use kiln_hash::Hasher;
+use kiln_nar::NarWriter;
+use rustix::fs::{Timespec, Timestamps, UTIME_OMIT};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Nix sets every store file's mtime to 1 second after the epoch.
+const CANONICAL_MTIME_SECS: i64 = 1;
+
+pub(crate) struct TreeCopier<'a, W: Write> {
+    pub nar: NarWriter<W>,
+    /// Also hash the raw bytes of a single regular file (flat ingestion).
+    pub flat: Option<&'a mut Hasher>,
+    buf: Vec<u8>,
+}
+
+impl<'a, W: Write> TreeCopier<'a, W> {
+    pub fn new(nar_sink: W, flat: Option<&'a mut Hasher>) -> Self {
+        TreeCopier {
+            nar: NarWriter::new(nar_sink),
+            flat,
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// Copy `src` to `dst`, which must not exist.
+    pub fn copy(&mut self, src: &Path, dst: &Path) -> Result<()> {
+        let meta = fs::symlink_metadata(src).ctx("reading", src)?;
+        let kind = meta.file_type();
+        if self.flat.is_some() && !kind.is_file() {
+            return Err(Error::NotARegularFile(src.to_path_buf()));
+        }
+        if kind.is_dir() {
+            self.copy_dir(src, dst)
+        } else if kind.is_file() {
+            self.copy_file(src, dst, &meta)
+        } else if kind.is_symlink() {
+            let target = fs::read_link(src).ctx("reading symlink", src)?;
+            self.nar.symlink(target.as_os_str().as_bytes())?;
+            std::os::unix::fs::symlink(&target, dst).ctx("creating symlink", dst)?;
+            set_symlink_mtime(dst)
+        } else {
+            Err(Error::UnsupportedFileType(src.to_path_buf()))
+        }
+    }
+
+    fn copy_dir(&mut self, src: &Path, dst: &Path) -> Result<()> {
+        self.nar.begin_directory()?;
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dst)
+            .ctx("creating directory", dst)?;
+        let mut names: Vec<_> = fs::read_dir(src)
+            .ctx("reading directory", src)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .ctx("reading directory", src)?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            self.nar.entry(name.as_bytes())?;
+            self.copy(&src.join(&name), &dst.join(&name))?;
+        }
+        self.nar.end_directory()?;
+        // Mode and mtime last: adding entries would bump the mtime again.
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o555)).ctx("chmod", dst)?;
+        set_mtime_by_path(dst)
+    }
+
+    fn copy_file(&mut self, src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
+        let executable = meta.mode() & 0o100 != 0;
+        let size = meta.len();
+        let mut input = File::open(src).ctx("opening", src)?;
+        // Creating with the final read-only mode still lets this descriptor write.
+        let mut output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o555 } else { 0o444 })
+            .open(dst)
+            .ctx("creating", dst)?;
+        self.nar.begin_file(executable, size)?;
+        let mut copied = 0u64;
+        loop {
+            let n = match input.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).ctx("reading", src),
+            };
+            copied += n as u64;
+            if copied > size {
+                break;
+            }
+            let chunk = &self.buf[..n];
+            self.nar.write_contents(chunk)?;
+            if let Some(flat) = self.flat.as_deref_mut() {
+                flat.update(chunk);
+            }
+            output.write_all(chunk).ctx("writing", dst)?;
+        }
+        if copied != size {
+            return Err(Error::Io {
+                context: "file changed size while being added",
+                path: src.to_path_buf(),
+                source: std::io::Error::other(format!("expected {size} bytes, read {copied}")),
+            });
+        }
+        self.nar.end_file()?;
+        output
+            .set_modified(UNIX_EPOCH + Duration::from_secs(CANONICAL_MTIME_SECS as u64))
+            .ctx("setting mtime", dst)
+    }
+}
+
+fn canonical_times() -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: CANONICAL_MTIME_SECS,
+            tv_nsec: 0,
+        },
+    }
+}
+
+fn set_symlink_mtime(path: &Path) -> Result<()> {
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &canonical_times(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+    .ctx("setting mtime", path)
+}
+
+fn set_mtime_by_path(path: &Path) -> Result<()> {
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &canonical_times(),
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .ctx("setting mtime", path)
+}
+
+/// Bring an existing tree (e.g. a restored NAR or build output) to canonical metadata:
+/// 0444/0555 for non-symlinks (keeping only the owner-x bit's meaning), mtime 1.
+pub(crate) fn canonicalise_tree(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).ctx("reading", path)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return set_symlink_mtime(path);
+    }
+    if kind.is_dir() {
+        // Entries first, while the directory may still need to be writable for them.
+        for entry in fs::read_dir(path).ctx("reading directory", path)? {
+            let entry = entry.ctx("reading directory", path)?;
+            canonicalise_tree(&entry.path())?;
+        }
+    } else if !kind.is_file() {
+        return Err(Error::UnsupportedFileType(path.to_path_buf()));
+    }
+    let mode = if kind.is_dir() || meta.mode() & 0o100 != 0 {
+        0o555
+    } else {
+        0o444
+    };
+    if meta.mode() & 0o7777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+    }
+    set_mtime_by_path(path)
+}
+
+/// Delete a tree whose directories are read-only (as store objects are).
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("reading", path),
+    };
+    if meta.is_dir() {
+        if meta.mode() & 0o700 != 0o700 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755)).ctx("chmod", path)?;
+        }
+        for entry in fs::read_dir(path).ctx("reading directory", path)? {
+            remove_tree(&entry.ctx("reading directory", path)?.path())?;
+        }
+        fs::remove_dir(path).ctx("removing directory", path)
+    } else {
+        fs::remove_file(path).ctx("removing", path)
+    }
+}

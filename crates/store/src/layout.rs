@@ -1,0 +1,75 @@
+//! Where a store's files live: the logical store directory (`/nix/store`, part of every
+//! hash) versus the physical directories under a root (`/` for the machine's store,
+//! `DIR` for a chroot-style store at `DIR/nix/store`, as `nix --store DIR` uses).
+
+use std::path::{Path, PathBuf};
+
+use kiln_store_path::{StoreDir, StorePath};
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub store_dir: StoreDir,
+    pub root: PathBuf,
+    pub real_store_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout Nix uses for a store rooted at `root` with logical dir `/nix/store`.
+    pub fn under_root(root: &Path) -> Layout {
+        let store_dir = StoreDir::default();
+        Layout {
+            real_store_dir: root.join(store_dir.as_str().trim_start_matches('/')),
+            state_dir: root.join("nix/var/nix"),
+            log_dir: root.join("nix/var/log/nix"),
+            store_dir,
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The file of a store object on this machine.
+    pub fn real_path(&self, path: &StorePath) -> PathBuf {
+        self.real_store_dir.join(path.base_name())
+    }
+
+    /// `<path>.lock`, the per-path lock file.
+    pub fn lock_path(&self, path: &StorePath) -> PathBuf {
+        self.real_store_dir
+            .join(format!("{}.lock", path.base_name()))
+    }
+
+    pub fn db_dir(&self) -> PathBuf {
+        self.state_dir.join("db")
+    }
+
+    pub fn temp_roots_dir(&self) -> PathBuf {
+        self.state_dir.join("temproots")
+    }
+
+    pub fn gc_lock_path(&self) -> PathBuf {
+        self.state_dir.join("gc.lock")
+    }
+
+    pub fn gc_socket_path(&self) -> PathBuf {
+        self.state_dir.join("gc-socket/socket")
+    }
+
+    pub fn gc_roots_dir(&self) -> PathBuf {
+        self.state_dir.join("gcroots")
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.state_dir.join("profiles")
+    }
+
+    /// `drvs/<first 2 chars>/<rest>` under the log dir, as Nix stores build logs.
+    pub fn log_path(&self, drv: &StorePath) -> PathBuf {
+        let base = drv.base_name();
+        self.log_dir.join("drvs").join(&base[..2]).join(&base[2..])
+    }
+
+    pub fn display(&self, path: &StorePath) -> String {
+        self.store_dir.display(path)
+    }
+}
