@@ -52,7 +52,7 @@ pub fn base16_decode(s: &str) -> Result<Vec<u8>> {
         ch: char_at(s, pos),
         encoding: "base16",
     };
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(invalid(bytes.len() - 1));
     }
     let mut out = Vec::with_capacity(bytes.len() / 2);

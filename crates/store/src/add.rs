@@ -103,6 +103,11 @@ impl LocalStore {
     ) -> Result<PathInfo> {
         let path = &info.path;
         self.add_temp_root(path)?;
+        // References must stay valid until the registration commits: root them too
+        // (the transaction refuses the registration if one was already gone).
+        for reference in info.references.iter().filter(|r| *r != path) {
+            self.add_temp_root(reference)?;
+        }
         if let Some(existing) = self.query_path_info(path)? {
             return Ok(existing);
         }
@@ -147,11 +152,34 @@ impl LocalStore {
         let name = format!("{}.drv", drv.name);
         let text = drv
             .to_aterm(self.store_dir())
-            .map_err(|source| Error::Derivation {
-                path: name.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::derivation(name.clone(), source))?;
         self.add_text(&name, &text, &drv.references())
+    }
+
+    /// Read a valid `.drv` from the store (temp-rooting it first).
+    pub fn read_derivation(&self, drv_path: &StorePath) -> Result<Derivation> {
+        self.add_temp_root(drv_path)?;
+        if !self.is_valid(drv_path)? {
+            return Err(Error::InvalidPath(self.layout().display(drv_path)));
+        }
+        read_derivation(self, drv_path)
+    }
+
+    /// Fill in the output paths (and matching env vars) of a derivation whose outputs
+    /// are blank, as Nix's evaluator does, checking any that are given. Its input
+    /// derivations must be valid in this store.
+    pub fn complete_derivation(&self, drv: Derivation) -> Result<Derivation> {
+        let name = format!("{}.drv", drv.name);
+        let mut cache = self.drv_hash_cache();
+        let mut resolve = |p: &StorePath| {
+            self.read_derivation(p)
+                .map_err(|e| kiln_derivation::Error::Io {
+                    path: self.layout().display(p),
+                    source: std::io::Error::other(e.to_string()),
+                })
+        };
+        kiln_derivation::fill_in_output_paths(self.store_dir(), drv, &mut cache, &mut resolve)
+            .map_err(|source| Error::derivation(name, source))
     }
 
     /// Import a NAR whose metadata (path, hash, size, references, deriver, CA) the
@@ -258,10 +286,7 @@ pub(crate) fn derivation_outputs_to_record(
     drv_path: &StorePath,
 ) -> Result<BTreeMap<String, StorePath>> {
     let drv = read_derivation(store, drv_path)?;
-    let err = |source| Error::Derivation {
-        path: store.layout().display(drv_path),
-        source,
-    };
+    let err = |source| Error::derivation(store.layout().display(drv_path), source);
     let checked = {
         let mut cache = store.drv_hash_cache();
         let mut resolve = |p: &StorePath| {
@@ -320,12 +345,8 @@ pub(crate) fn derivation_outputs_to_record(
 fn read_derivation(store: &LocalStore, drv_path: &StorePath) -> Result<Derivation> {
     let file = store.layout().real_path(drv_path);
     let text = fs::read(&file).ctx("reading derivation", &file)?;
-    Derivation::from_drv_file(store.store_dir(), drv_path, &text).map_err(|source| {
-        Error::Derivation {
-            path: store.layout().display(drv_path),
-            source,
-        }
-    })
+    Derivation::from_drv_file(store.store_dir(), drv_path, &text)
+        .map_err(|source| Error::derivation(store.layout().display(drv_path), source))
 }
 
 fn write_canonical_file(target: &Path, contents: &[u8]) -> Result<()> {

@@ -186,7 +186,7 @@ pub(crate) fn canonicalise_tree(path: &Path) -> Result<()> {
 }
 
 /// Delete a tree whose directories are read-only (as store objects are).
-pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+pub fn remove_tree(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -14,6 +14,9 @@ use crate::PathInfo;
 
 pub(crate) const SCHEMA_VERSION: u32 = 10;
 
+/// A valid path, its deriver and its references.
+pub type GraphRow = (StorePath, Option<StorePath>, Vec<StorePath>);
+
 /// Nix 2.8's tables, indexes and trigger (its DDL minus comments, which nothing reads).
 const SCHEMA: &str = "
 create table if not exists ValidPaths (
@@ -49,6 +52,31 @@ create table if not exists DerivationOutputs (
 );
 create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 ";
+
+/// The ca-derivations extension as Nix 2.8 creates it (ca-schema 3). kiln creates it
+/// up front: a Nix with `ca-derivations` that finds it missing migrates under the
+/// exclusive big lock, and so would wait for as long as any kiln process is open.
+const CA_SCHEMA: &str = "
+create table if not exists Realisations (
+    id integer primary key autoincrement not null,
+    drvPath text not null,
+    outputName text not null,
+    outputPath integer not null,
+    signatures text,
+    foreign key (outputPath) references ValidPaths(id) on delete cascade
+);
+create index if not exists IndexRealisations on Realisations(drvPath, outputName);
+create table if not exists RealisationsRefs (
+    referrer integer not null,
+    realisationReference integer,
+    foreign key (referrer) references Realisations(id) on delete cascade,
+    foreign key (realisationReference) references Realisations(id) on delete restrict
+);
+create index if not exists IndexRealisationsRefs on RealisationsRefs(referrer);
+create index if not exists IndexRealisationsRefsOnOutputPath on Realisations(outputPath);
+";
+
+pub(crate) const CA_SCHEMA_VERSION: u32 = 3;
 
 pub(crate) struct Db {
     conn: Connection,
@@ -94,6 +122,11 @@ impl Db {
             path: path.to_path_buf(),
             store_dir,
         })
+    }
+
+    /// Create the ca-derivations tables (idempotent).
+    pub(crate) fn create_ca_schema(&self) -> Result<()> {
+        self.conn.execute_batch(CA_SCHEMA).map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
@@ -373,6 +406,98 @@ impl Db {
                 .and_then(|mut s| s.execute(params![referrer, reference_id]))
                 .map_err(err)?;
             }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The whole reference graph, for the collector: (path, deriver, references).
+    pub(crate) fn graph(&self) -> Result<Vec<GraphRow>> {
+        let mut by_id: HashMap<i64, (StorePath, Option<StorePath>, Vec<StorePath>)> =
+            HashMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("select id, path, deriver from ValidPaths")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (id, path, deriver) = row.map_err(|e| self.err(e))?;
+                let path = self.store_dir.parse(&path)?;
+                let deriver = match deriver.filter(|d| !d.is_empty()) {
+                    Some(d) => self.store_dir.parse(&d).ok(),
+                    None => None,
+                };
+                by_id.insert(id, (path, deriver, Vec::new()));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("select referrer, reference from Refs")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut edges = Vec::new();
+        for row in rows {
+            edges.push(row.map_err(|e| self.err(e))?);
+        }
+        for (referrer, reference) in edges {
+            if let Some(target) = by_id.get(&reference).map(|t| t.0.clone()) {
+                if let Some(entry) = by_id.get_mut(&referrer) {
+                    entry.2.push(target);
+                }
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// Every (derivation, output path) pair recorded in `DerivationOutputs`.
+    pub(crate) fn all_derivation_outputs(&self) -> Result<Vec<(StorePath, StorePath)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "select v.path, d.path from DerivationOutputs d join ValidPaths v on d.drv = v.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (drv, path) = row.map_err(|e| self.err(e))?;
+            if let (Ok(drv), Ok(path)) = (self.store_dir.parse(&drv), self.store_dir.parse(&path)) {
+                out.push((drv, path));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Invalidate several paths in one transaction, referrers before references.
+    /// The `restrict` foreign key makes the whole batch fail if anything outside it still
+    /// refers to one of them, so the closure invariant can never be broken here.
+    pub(crate) fn invalidate_all(&mut self, paths: &[StorePath]) -> Result<()> {
+        let store_dir = self.store_dir.clone();
+        let path = self.path.clone();
+        let err = |source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for p in paths {
+            tx.prepare_cached("delete from ValidPaths where path = ?1")
+                .and_then(|mut s| s.execute([store_dir.display(p)]))
+                .map_err(err)?;
         }
         tx.commit().map_err(err)
     }

@@ -65,7 +65,7 @@ pub enum Error {
     Derivation {
         path: String,
         #[source]
-        source: kiln_derivation::Error,
+        source: Box<kiln_derivation::Error>,
     },
 }
 
@@ -87,6 +87,13 @@ impl<T> IoContext<T> for io::Result<T> {
 }
 
 impl Error {
+    pub(crate) fn derivation(path: impl Into<String>, source: kiln_derivation::Error) -> Error {
+        Error::Derivation {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub(crate) fn missing_reference(path: &StorePath, reference: &StorePath) -> Error {
         Error::MissingReference {
             path: path.to_string(),

@@ -24,6 +24,8 @@ mod roots;
 mod temp_roots;
 mod verify;
 
+pub use canonical::remove_tree;
+pub use db::GraphRow;
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use local::LocalStore;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kiln_hash::Hash;
 use kiln_store_path::{StoreDir, StorePath};
 
-use crate::db::{Db, Registration, SCHEMA_VERSION};
+use crate::db::{Db, GraphRow, Registration, CA_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
 use crate::lock::open_lock_file;
@@ -63,6 +63,20 @@ impl LocalStore {
             });
         }
         let db = Db::open(&db_path, false, layout.store_dir.clone())?;
+        let ca_schema_path = db_dir.join("ca-schema");
+        // Only if nobody else has the store open: never wait here, since a daemon may
+        // hold its shared lock forever. A failed conversion may drop our shared lock,
+        // so it is always re-taken.
+        // Re-read under the exclusive lock: another process may have just done it.
+        if read_schema(&ca_schema_path)? < CA_SCHEMA_VERSION
+            && big_lock.try_lock().is_ok()
+            && read_schema(&ca_schema_path)? < CA_SCHEMA_VERSION
+        {
+            db.create_ca_schema()?;
+            fs::write(&ca_schema_path, CA_SCHEMA_VERSION.to_string())
+                .ctx("writing", &ca_schema_path)?;
+        }
+        big_lock.lock_shared().ctx("locking", &big_lock_path)?;
         Ok(LocalStore {
             temp_roots: TempRoots::for_state_dir(&layout.state_dir),
             layout,
@@ -141,6 +155,22 @@ impl LocalStore {
 
     pub fn query_all_valid_paths(&self) -> Result<Vec<StorePath>> {
         self.db().all_valid_paths()
+    }
+
+    /// The whole reference graph: (path, deriver, references) for every valid path.
+    pub fn query_graph(&self) -> Result<Vec<GraphRow>> {
+        self.db().graph()
+    }
+
+    /// Every (derivation, output path) pair the database records.
+    pub fn query_all_derivation_outputs(&self) -> Result<Vec<(StorePath, StorePath)>> {
+        self.db().all_derivation_outputs()
+    }
+
+    /// Invalidate paths in one transaction (referrers must come first or be in the
+    /// batch). The files stay; deleting them is the caller's business.
+    pub fn invalidate_paths(&self, paths: &[StorePath]) -> Result<()> {
+        self.db().invalidate_all(paths)
     }
 
     /// The closure of `paths` under references (the paths themselves included).

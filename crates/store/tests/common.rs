@@ -13,7 +13,7 @@ pub fn nix(program: &str, args: &[&str]) -> Output {
         .args(args)
         .env(
             "NIX_CONFIG",
-            "substituters =\nexperimental-features = nix-command ca-derivations\n",
+            "substituters =\nexperimental-features = nix-command\n",
         )
         .output()
         .unwrap_or_else(|e| {

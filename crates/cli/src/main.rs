@@ -1,0 +1,265 @@
+//! `kiln`: the command-line front end. The only crate that composes every layer; it
+//! adds context to library errors and prints them for a person. Results go to stdout,
+//! diagnostics to stderr; exit 1 on failure, 2 on a usage error.
+
+mod derivation_cmd;
+mod gc_cmd;
+mod hash_cmd;
+mod nar_cmd;
+mod store_arg;
+mod store_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kiln_store::VerifyOptions;
+use kiln_store_path::FileIngestionMethod;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A Nix-compatible build system")]
+struct Cli {
+    /// Store to use: DIR, local?root=DIR, / or local (also $KILN_STORE).
+    #[arg(long, global = true, env = "KILN_STORE", value_name = "STORE")]
+    store: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute hashes of paths and files, as nix-hash does.
+    #[command(subcommand)]
+    Hash(HashCommand),
+    /// Read and write Nix archives (NAR).
+    #[command(subcommand)]
+    Nar(NarCommand),
+    /// Inspect and add derivations.
+    #[command(subcommand)]
+    Derivation(DerivationCommand),
+    /// Manipulate the store: add objects, verify, roots.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Show metadata of store paths (NAR hash and size, references, deriver, CA).
+    PathInfo {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Show the closure of the paths.
+        #[arg(short, long)]
+        recursive: bool,
+        #[arg(long)]
+        json: bool,
+        /// Show the NAR size of each path.
+        #[arg(short = 's', long)]
+        size: bool,
+        /// Show the total NAR size of each path's closure.
+        #[arg(short = 'S', long)]
+        closure_size: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Add files or trees, NAR-hashed (like `nix-store --add`); prints the store paths.
+    AddPath {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Store path name (default: the file's base name); only with a single PATH.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Add single files, flat-hashed (like `nix-store --add-fixed sha256`).
+    AddFile {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Store path name (default: the file's base name); only with a single FILE.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check the database against the files.
+    Verify {
+        /// Re-hash every path.
+        #[arg(long)]
+        check_contents: bool,
+        /// Fix what can be fixed locally.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Make LINK an indirect GC root for PATH.
+    AddRoot { link: PathBuf, path: String },
+    /// Delete unreachable paths; prints each deleted path, then a summary on stderr.
+    Gc {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after freeing this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_freed: Option<u64>,
+    },
+    /// Delete the given paths if nothing alive refers to them.
+    Delete {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// List GC roots: what roots each path.
+    Roots,
+}
+
+#[derive(Subcommand)]
+enum HashCommand {
+    /// The hash of the NAR serialisation of each PATH (like `nix-hash --type T PATH`).
+    Path(HashArgs),
+    /// The hash of each FILE's bytes (like `nix-hash --flat`).
+    File(HashArgs),
+}
+
+#[derive(Args)]
+struct HashArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// md5, sha1, sha256 or sha512.
+    #[arg(long = "type", default_value = "sha256")]
+    algorithm: String,
+    #[command(flatten)]
+    format: hash_cmd::FormatFlags,
+    /// Fold the hash to 160 bits, as `nix-hash --truncate` does.
+    #[arg(long)]
+    truncate: bool,
+}
+
+#[derive(Subcommand)]
+enum NarCommand {
+    /// Write the NAR serialisation of PATH to stdout (like `nix-store --dump`).
+    Dump { path: PathBuf },
+    /// Unpack a NAR read from stdin into DIR, which must not exist.
+    Restore { dir: PathBuf },
+    /// List the members of a NAR file.
+    Ls {
+        nar_file: PathBuf,
+        /// Member to list (default: the root).
+        path: Option<String>,
+        /// List directories recursively.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+    },
+    /// Print a regular file member of a NAR file.
+    Cat { nar_file: PathBuf, path: String },
+}
+
+#[derive(Subcommand)]
+enum DerivationCommand {
+    /// Print derivations as JSON, like `nix show-derivation` of Nix 2.8.
+    Show {
+        #[arg(required = true)]
+        drvs: Vec<String>,
+        /// Include the closure of input derivations.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Write a derivation given as JSON on stdin into the store; prints its path.
+    Add,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Hash(HashCommand::Path(args)) => hash_cmd::run(
+            &args.paths,
+            &args.algorithm,
+            args.format,
+            args.truncate,
+            hash_cmd::Mode::Nar,
+        ),
+        Command::Hash(HashCommand::File(args)) => hash_cmd::run(
+            &args.paths,
+            &args.algorithm,
+            args.format,
+            args.truncate,
+            hash_cmd::Mode::Flat,
+        ),
+        Command::Nar(NarCommand::Dump { path }) => nar_cmd::dump(&path),
+        Command::Nar(NarCommand::Restore { dir }) => nar_cmd::restore(&dir),
+        Command::Nar(NarCommand::Ls {
+            nar_file,
+            path,
+            recursive,
+        }) => nar_cmd::ls(&nar_file, path.as_deref(), recursive),
+        Command::Nar(NarCommand::Cat { nar_file, path }) => nar_cmd::cat(&nar_file, &path),
+        Command::Derivation(DerivationCommand::Show { drvs, recursive }) => {
+            let store = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            derivation_cmd::show(&store.root, &store.store_dir, &drvs, recursive)
+        }
+        Command::Derivation(DerivationCommand::Add) => {
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            derivation_cmd::add(&location)
+        }
+        Command::Store(cmd) => {
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            match cmd {
+                StoreCommand::AddPath { paths, name } => store_cmd::add(
+                    &location,
+                    &paths,
+                    name.as_deref(),
+                    FileIngestionMethod::Recursive,
+                ),
+                StoreCommand::AddFile { files, name } => store_cmd::add(
+                    &location,
+                    &files,
+                    name.as_deref(),
+                    FileIngestionMethod::Flat,
+                ),
+                StoreCommand::Verify {
+                    check_contents,
+                    repair,
+                } => store_cmd::verify(
+                    &location,
+                    VerifyOptions {
+                        check_contents,
+                        repair,
+                    },
+                ),
+                StoreCommand::AddRoot { link, path } => {
+                    store_cmd::add_root(&location, &link, &path)
+                }
+                StoreCommand::Gc { dry_run, max_freed } => {
+                    gc_cmd::gc(&location, dry_run, max_freed)
+                }
+                StoreCommand::Delete { paths } => gc_cmd::delete(&location, &paths),
+                StoreCommand::Roots => gc_cmd::roots(&location),
+            }
+        }
+        Command::PathInfo {
+            paths,
+            recursive,
+            json,
+            size,
+            closure_size,
+        } => {
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            store_cmd::path_info(
+                &location,
+                store_cmd::PathInfoArgs {
+                    paths: &paths,
+                    recursive,
+                    json,
+                    closure_size,
+                    size,
+                },
+            )
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Nix forces this umask at startup; files kiln creates outside the store (restored
+    // NARs, build directories) then get the modes Nix's would.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

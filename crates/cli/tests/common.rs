@@ -1,0 +1,91 @@
+//! Helpers for end-to-end tests of the `kiln` binary, with real Nix 2.8 as the oracle.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn kiln() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+}
+
+/// Run kiln; returns (success, stdout, stderr).
+pub fn run_kiln(args: &[&str]) -> (bool, String, String) {
+    let out = kiln().args(args).output().expect("run kiln");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn kiln_ok(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run_kiln(args);
+    assert!(ok, "kiln {args:?} failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stdout
+}
+
+/// A Nix command that never tries the network. Panics when Nix is missing: the
+/// differential tests must not pass without their oracle.
+pub fn nix_command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env(
+        "NIX_CONFIG",
+        "substituters =\nexperimental-features = nix-command\n",
+    );
+    cmd
+}
+
+pub fn nix(program: &str, args: &[&str]) -> Output {
+    nix_command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}); install Nix 2.8 by running scripts/test.sh")
+        })
+}
+
+pub fn nix_ok(program: &str, args: &[&str]) -> String {
+    let out = nix(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Both verifiers must find nothing wrong with the store at `root`.
+pub fn assert_store_verifies(root: &Path) {
+    let out = nix(
+        "nix-store",
+        &["--store", s(root), "--verify", "--check-contents"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nix-store --verify: {stderr}");
+    assert!(
+        !stderr.contains("error")
+            && !stderr.contains("modified")
+            && !stderr.contains("disappeared"),
+        "nix-store --verify complained: {stderr}"
+    );
+    kiln_ok(&["--store", s(root), "store", "verify", "--check-contents"]);
+}
+
+/// `count` small distinct source trees under `dir`, returned in order.
+pub fn make_sources(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
+    (0..count)
+        .map(|i| {
+            let p = dir.join(format!("src{i:03}"));
+            std::fs::create_dir_all(p.join("sub")).unwrap();
+            std::fs::write(p.join("a"), format!("tree {i}\n")).unwrap();
+            std::fs::write(p.join("sub/b"), vec![b'x'; i * 7]).unwrap();
+            p
+        })
+        .collect()
+}

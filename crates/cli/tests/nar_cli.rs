@@ -1,0 +1,378 @@
+//! `kiln nar dump|restore|ls|cat` end to end, against Nix 2.8 as the oracle, and with
+//! hostile archives: clean refusals naming the problem and its byte offset, no panics,
+//! nothing left behind and nothing written outside the target.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common::*;
+
+/// Runs kiln with `stdin` fed to it.
+fn kiln_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = kiln()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kiln");
+    // kiln may stop reading early on bad input; a broken pipe here is expected then.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn kiln_bytes(args: &[&str]) -> Vec<u8> {
+    let out = kiln().args(args).output().expect("run kiln");
+    assert!(
+        out.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn nix_bytes(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = nix(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The spec's tree fixture plus some awkward names and an empty file and directory.
+fn make_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("README"), "hi\n").unwrap();
+    symlink("README", dir.join("link")).unwrap();
+    fs::write(dir.join("sub/run"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(dir.join("sub/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(dir.join(" spaced é"), "").unwrap();
+    fs::create_dir(dir.join(".empty")).unwrap();
+    fs::write(dir.join("sub/-dash"), vec![0u8; 17]).unwrap();
+}
+
+fn tree_nar(tmp: &Path) -> (PathBuf, PathBuf) {
+    let tree = tmp.join("tree");
+    make_tree(&tree);
+    let nar = tmp.join("tree.nar");
+    fs::write(&nar, nix_bytes("nix-store", &["--dump", s(&tree)])).unwrap();
+    (tree, nar)
+}
+
+/// Every object under `root` with its type, contents or target, and mode: all of it
+/// with `exact_modes`, otherwise only what does not depend on the umask (a file's
+/// owner-execute bit).
+fn snapshot(root: &Path, exact_modes: bool) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode();
+        let desc = if meta.file_type().is_symlink() {
+            format!("-> {:?}", fs::read_link(&path).unwrap())
+        } else if meta.is_dir() {
+            for entry in fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            format!("dir {:o}", if exact_modes { mode } else { 0 })
+        } else {
+            let mode = if exact_modes { mode } else { mode & 0o100 };
+            format!("file {mode:o} {:?}", fs::read(&path).unwrap())
+        };
+        out.push((path.strip_prefix(root).unwrap().to_path_buf(), desc));
+    }
+    out.sort();
+    out
+}
+
+/// This process's umask, which kiln inherits (Linux: from /proc/self/status).
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(value.trim(), 8).unwrap()
+}
+
+#[test]
+fn dump_is_byte_identical_to_nix_store_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, nar) = tree_nar(tmp.path());
+    assert!(kiln_bytes(&["nar", "dump", s(&tree)]) == fs::read(&nar).unwrap());
+    let file = tree.join("sub/run");
+    assert!(
+        kiln_bytes(&["nar", "dump", s(&file)]) == nix_bytes("nix-store", &["--dump", s(&file)])
+    );
+    let link = tree.join("link");
+    assert!(
+        kiln_bytes(&["nar", "dump", s(&link)]) == nix_bytes("nix-store", &["--dump", s(&link)])
+    );
+}
+
+#[test]
+fn restore_then_dump_round_trips_and_matches_nix_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, nar) = tree_nar(tmp.path());
+    let bytes = fs::read(&nar).unwrap();
+    let ours = tmp.path().join("ours");
+    let out = kiln_with_stdin(&["nar", "restore", s(&ours)], &bytes);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(kiln_bytes(&["nar", "dump", s(&ours)]) == bytes);
+
+    let theirs = tmp.path().join("theirs");
+    let mut child = nix_command("nix-store")
+        .args(["--restore", s(&theirs)])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+    // Nix 2.8 forces umask 022; modes can only agree exactly under that umask.
+    let exact = umask() == 0o022;
+    assert_eq!(snapshot(&ours, exact), snapshot(&theirs, exact));
+}
+
+#[test]
+fn ls_matches_nix_nar_ls_long_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, nar) = tree_nar(tmp.path());
+    let nar = s(&nar);
+    for (ours, theirs) in [
+        (vec!["nar", "ls", nar], vec!["nar", "ls", "-l", nar, "/"]),
+        (
+            vec!["nar", "ls", nar, "-R"],
+            vec!["nar", "ls", "-lR", nar, "/"],
+        ),
+        (
+            vec!["nar", "ls", nar, "/", "--recursive"],
+            vec!["nar", "ls", "-lR", nar, "/"],
+        ),
+    ] {
+        assert_eq!(kiln_ok(&ours), nix_ok("nix", &theirs), "{ours:?}");
+    }
+    // Paths stay relative to the archive root when listing a member.
+    assert_eq!(
+        kiln_ok(&["nar", "ls", nar, "sub"]),
+        "-r--r--r--                   17 ./sub/-dash\n-r-xr-xr-x                   10 ./sub/run\n"
+    );
+    assert_eq!(
+        kiln_ok(&["nar", "ls", nar, "/sub/run"]),
+        "-r-xr-xr-x                   10 ./sub/run\n"
+    );
+    assert_eq!(
+        kiln_ok(&["nar", "ls", nar, "link"]),
+        "lrwxrwxrwx                    0 ./link -> README\n"
+    );
+}
+
+#[test]
+fn ls_of_a_single_file_nar_shows_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    fs::write(&file, "abc").unwrap();
+    let nar = tmp.path().join("f.nar");
+    fs::write(&nar, kiln_bytes(&["nar", "dump", s(&file)])).unwrap();
+    assert_eq!(
+        kiln_ok(&["nar", "ls", s(&nar)]),
+        "-r--r--r--                    3 .\n"
+    );
+}
+
+#[test]
+fn cat_matches_nix_nar_cat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, nar) = tree_nar(tmp.path());
+    for member in ["/README", "/sub/run", "/sub/-dash", "/ spaced é"] {
+        assert_eq!(
+            kiln_bytes(&["nar", "cat", s(&nar), member]),
+            nix_bytes("nix", &["nar", "cat", s(&nar), member]),
+            "{member}"
+        );
+    }
+}
+
+fn assert_clean_failure(out: &Output, expected: &[impl AsRef<str>]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for part in expected {
+        let part = part.as_ref();
+        assert!(stderr.contains(part), "{stderr:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn member_errors_name_the_problem_and_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, nar) = tree_nar(tmp.path());
+    let nar = s(&nar);
+    let out = kiln().args(["nar", "cat", nar, "/sub"]).output().unwrap();
+    assert_clean_failure(&out, &["'/sub' is not a regular file", "tree.nar"]);
+    let out = kiln().args(["nar", "cat", nar, "/link"]).output().unwrap();
+    assert_clean_failure(&out, &["'/link' is not a regular file"]);
+    let out = kiln().args(["nar", "cat", nar, "/nope"]).output().unwrap();
+    assert_clean_failure(&out, &["'/nope' does not exist", "tree.nar"]);
+    let out = kiln().args(["nar", "ls", nar, "/nope"]).output().unwrap();
+    assert_clean_failure(&out, &["'/nope' does not exist", "tree.nar"]);
+    let missing = tmp.path().join("missing.nar");
+    let out = kiln().args(["nar", "ls", s(&missing)]).output().unwrap();
+    assert_clean_failure(&out, &["missing.nar", "No such file"]);
+}
+
+#[test]
+fn dump_errors_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    let fifo = dir.join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = kiln().args(["nar", "dump", s(&dir)]).output().unwrap();
+    assert_clean_failure(
+        &out,
+        &[&format!("file '{}' has an unsupported type", s(&fifo))],
+    );
+    let out = kiln()
+        .args(["nar", "dump", s(&tmp.path().join("nope"))])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["nope", "No such file"]);
+}
+
+fn token(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out.resize(out.len() + (8 - bytes.len() % 8) % 8, 0);
+    out
+}
+
+fn tokens(toks: &[&[u8]]) -> Vec<u8> {
+    toks.iter().flat_map(|t| token(t)).collect()
+}
+
+/// Directory NAR with the given (name, node tokens) entries, in the given order.
+fn dir_nar(entries: &[(&[u8], &[&[u8]])]) -> Vec<u8> {
+    let mut out = tokens(&[b"nix-archive-1", b"(", b"type", b"directory"]);
+    for (name, node) in entries {
+        out.extend(tokens(&[b"entry", b"(", b"name", name, b"node"]));
+        out.extend(tokens(node));
+        out.extend(token(b")"));
+    }
+    out.extend(token(b")"));
+    out
+}
+
+const FILE: &[&[u8]] = &[b"(", b"type", b"regular", b"contents", b"gotcha", b")"];
+const LINK_OUT: &[&[u8]] = &[b"(", b"type", b"symlink", b"target", b"../sentinel", b")"];
+
+#[test]
+fn hostile_nars_are_refused_cleanly() {
+    let valid = dir_nar(&[(b"a", FILE)]);
+    let mut padding = valid.clone();
+    let pad_at = valid.len() - 17; // padding of the ')' closing the entry
+    padding[pad_at] = 1;
+    let cases: Vec<(&str, Vec<u8>, [String; 2])> = vec![
+        (
+            "unsorted",
+            dir_nar(&[(b"b", FILE), (b"a", FILE)]),
+            ["not sorted".into(), "byte 320".into()],
+        ),
+        (
+            "symlink escape via duplicate",
+            dir_nar(&[(b"a", LINK_OUT), (b"a", FILE)]),
+            ["duplicate directory entry 'a'".into(), "byte 328".into()],
+        ),
+        (
+            "name with slash",
+            dir_nar(&[(b"a", LINK_OUT), (b"a/pwned", FILE)]),
+            ["invalid entry name 'a/pwned'".into(), "byte 328".into()],
+        ),
+        (
+            "dot-dot",
+            dir_nar(&[(b"..", FILE)]),
+            ["'.' and '..' are not allowed".into(), "byte 128".into()],
+        ),
+        (
+            "truncated",
+            valid[..100].to_vec(),
+            ["truncated".into(), "byte 100".into()],
+        ),
+        (
+            "trailing",
+            [&valid[..], b"junk"].concat(),
+            ["trailing data".into(), format!("byte {}", valid.len())],
+        ),
+        (
+            "padding",
+            padding,
+            ["non-zero padding".into(), format!("byte {pad_at}")],
+        ),
+        (
+            "not a nar",
+            b"hello world, not a nar at all".to_vec(),
+            ["bad magic".into(), "byte 0".into()],
+        ),
+    ];
+    for (what, nar, expected) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let sentinel = tmp.path().join("sentinel");
+        fs::create_dir(&sentinel).unwrap();
+        fs::write(sentinel.join("keep"), "precious").unwrap();
+        let before = snapshot(tmp.path(), true);
+        let target = tmp.path().join("target");
+
+        let out = kiln_with_stdin(&["nar", "restore", s(&target)], &nar);
+        assert_clean_failure(&out, &expected);
+        assert!(
+            fs::symlink_metadata(&target).is_err(),
+            "{what}: target left behind"
+        );
+        assert_eq!(
+            snapshot(tmp.path(), true),
+            before,
+            "{what}: something outside the target changed"
+        );
+
+        let file = tmp.path().join("x.nar");
+        fs::write(&file, &nar).unwrap();
+        for args in [
+            vec!["nar", "ls", s(&file), "-R"],
+            vec!["nar", "cat", s(&file), "/a"],
+        ] {
+            let out = kiln().args(&args).output().unwrap();
+            assert_clean_failure(&out, &expected);
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("x.nar"),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn restore_refuses_an_existing_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, nar) = tree_nar(tmp.path());
+    let target = tmp.path().join("existing");
+    fs::create_dir(&target).unwrap();
+    fs::write(target.join("keep"), "x").unwrap();
+    let out = kiln_with_stdin(&["nar", "restore", s(&target)], &fs::read(&nar).unwrap());
+    assert_clean_failure(&out, &["already exists"]);
+    assert_eq!(fs::read(target.join("keep")).unwrap(), b"x");
+}
