@@ -2,6 +2,7 @@
 //! adds context to library errors and prints them for a person. Results go to stdout,
 //! diagnostics to stderr; exit 1 on failure, 2 on a usage error.
 
+mod build_cmd;
 mod derivation_cmd;
 mod gc_cmd;
 mod hash_cmd;
@@ -41,6 +42,10 @@ enum Command {
     /// Manipulate the store: add objects, verify, roots.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Build derivations and print their output paths.
+    Build(build_cmd::BuildArgs),
+    /// Print the build log of a derivation (or of the derivation that built a path).
+    Log { path: String },
     /// Show metadata of store paths (NAR hash and size, references, deriver, CA).
     PathInfo {
         #[arg(required = true)]
@@ -228,6 +233,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 StoreCommand::Roots => gc_cmd::roots(&location),
             }
         }
+        Command::Build(args) => {
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            build_cmd::run(&location, args)
+        }
+        Command::Log { path } => {
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            store_cmd::log(&location, &path)
+        }
         Command::PathInfo {
             paths,
             recursive,
@@ -251,6 +264,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // kiln is its own sandbox helper: a fresh single-threaded process does the
+    // namespace setup, so the (multi-threaded) builder never forks into it.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(kiln_sandbox::HELPER_ARG))
+    {
+        kiln_sandbox::helper_main();
+    }
     // Nix forces this umask at startup; files kiln creates outside the store (restored
     // NARs, build directories) then get the modes Nix's would.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));

@@ -222,3 +222,26 @@ fn path_info_json(store: &LocalStore, info: &PathInfo, closure: Option<u64>) -> 
     }
     serde_json::Value::Object(m)
 }
+
+/// `kiln log`: the stored build log of a `.drv`, or of the deriver of an output.
+pub fn log(location: &StoreLocation, arg: &str) -> anyhow::Result<()> {
+    let store = open(location)?;
+    let path = resolve_store_path(&store, arg)?;
+    let drv = if path.is_derivation() {
+        path
+    } else {
+        store
+            .query_path_info(&path)?
+            .and_then(|i| i.deriver)
+            .with_context(|| format!("'{arg}' has no known deriver, so no build log"))?
+    };
+    let log =
+        kiln_build::read_log(&store.layout().log_dir, drv.base_name()).with_context(|| {
+            format!(
+                "build log of '{}' is not available",
+                store.store_dir().display(&drv)
+            )
+        })?;
+    io::stdout().write_all(&log)?;
+    Ok(())
+}

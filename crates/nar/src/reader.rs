@@ -200,9 +200,10 @@ impl<R: Read> NarReader<R> {
         Self::with_offset(reader, 0, true)
     }
 
-    /// A reader for a NAR embedded in a larger stream at `offset`; bytes after the
-    /// archive are left unread.
-    pub(crate) fn embedded(reader: R, offset: u64) -> Self {
+    /// A reader for a NAR embedded in a larger stream (an export, a protocol message)
+    /// at `offset`; bytes after the archive are left unread, so the stream's framing
+    /// stays in step.
+    pub fn embedded(reader: R, offset: u64) -> Self {
         Self::with_offset(reader, offset, false)
     }
 

@@ -184,6 +184,7 @@ impl LocalStore {
 
     /// Import a NAR whose metadata (path, hash, size, references, deriver, CA) the
     /// caller states; the NAR is checked against it before anything is registered.
+    /// Exactly the NAR's bytes are read from `nar`, which should be buffered.
     pub fn import_nar(&self, expected: &PathInfo, nar: &mut dyn Read) -> Result<()> {
         let path_str = self.layout().display(&expected.path);
         self.add_temp_root(&expected.path)?;
@@ -200,7 +201,11 @@ impl LocalStore {
                 hasher: Hasher::new(Algorithm::Sha256),
                 count: 0,
             };
-            kiln_nar::restore(&mut reader, &scratch_real)?;
+            // Embedded: the NAR may be followed by more of the caller's stream.
+            kiln_nar::restore_from(
+                &mut kiln_nar::NarReader::embedded(&mut reader, 0),
+                &scratch_real,
+            )?;
             let got = reader.hasher.finish();
             if got != expected.nar_hash {
                 return Err(Error::HashMismatch {

@@ -216,6 +216,10 @@ impl LocalStore {
 
     /// Flush everything written to the store's filesystem, so registered paths never
     /// lack contents after a crash. One call covers a whole batch.
+    pub fn sync_store(&self) -> Result<()> {
+        self.sync()
+    }
+
     pub(crate) fn sync(&self) -> Result<()> {
         let dir =
             File::open(&self.layout.real_store_dir).ctx("opening", &self.layout.real_store_dir)?;

@@ -75,7 +75,12 @@ fn importing_a_nar_that_does_not_match_its_hash_registers_nothing() {
     // The right metadata imports, and the CA claim is checked.
     let mut right = PathInfo::new(path.clone(), Hash::sha256(&nar), nar.len() as u64);
     right.ca = Some(kiln_store_path::ContentAddress::Text(Hash::sha256("hello")));
-    store.import_nar(&right, &mut nar.as_slice()).unwrap();
+    // Framed: the NAR is followed by more of the stream, which must stay unread.
+    let mut framed = nar.clone();
+    framed.extend_from_slice(b"NEXT");
+    let mut stream = framed.as_slice();
+    store.import_nar(&right, &mut stream).unwrap();
+    assert_eq!(stream, b"NEXT");
     assert!(store.is_valid(&path).unwrap());
     assert_eq!(
         std::fs::read(store.layout().real_path(&path)).unwrap(),

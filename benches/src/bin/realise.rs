@@ -1,0 +1,150 @@
+//! Sandboxed builds of trivial derivations, `kiln build -j2` against
+//! `nix-store --realise --max-jobs 2 --option sandbox true`, each in a fresh copy of the
+//! same store (instantiated once by Nix): N independent derivations and a chain of 50,
+//! plus how kiln's per-derivation cost grows from 50 to 2,000 derivations.
+//!
+//! Run: `cargo build --release -p kiln && cargo run --release -p kiln-bench --bin realise`
+//! (options: `--runs N`, `--dir DIR`, `--no-scaling`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+use kiln_bench::{kiln_binary, median, seconds, time_command};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let runs: usize = flag("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let base = flag("--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
+    let work = tempfile::Builder::new()
+        .prefix("kiln-bench-build-")
+        .tempdir_in(base)?;
+    let kiln = kiln_binary()?;
+    let kiln = kiln.to_str().context("utf-8")?;
+    let busybox = work.path().join("busybox");
+    std::fs::create_dir(&busybox)?;
+    std::fs::copy("/bin/busybox", busybox.join("sh")).context("copying /bin/busybox")?;
+
+    println!("# sandboxed trivial derivations, -j2, fresh stores ({runs} runs, median)");
+    for (label, shape, count) in [
+        ("200 independent", "independent", 200),
+        ("chain of 50", "chain", 50),
+    ] {
+        let (k, n) = compare(work.path(), &busybox, kiln, shape, count, runs, true)?;
+        println!(
+            "{label}: kiln {:.3} s ({:.1} ms/drv), nix {:.3} s ({:.1} ms/drv), speed-up x{:.1}",
+            k,
+            1000.0 * k / count as f64,
+            n,
+            1000.0 * n / count as f64,
+            n / k
+        );
+    }
+    if !args.iter().any(|a| a == "--no-scaling") {
+        println!("# kiln per-derivation cost as the graph grows (independent, -j2)");
+        for count in [50, 200, 1000, 2000] {
+            let (k, _) = compare(work.path(), &busybox, kiln, "independent", count, 1, false)?;
+            println!(
+                "{count:>5} derivations: {:.3} s, {:.2} ms/drv",
+                k,
+                1000.0 * k / count as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Median wall seconds of kiln and (if `with_nix`) Nix building `count` derivations.
+fn compare(
+    work: &Path,
+    busybox: &Path,
+    kiln: &str,
+    shape: &str,
+    count: usize,
+    runs: usize,
+    with_nix: bool,
+) -> anyhow::Result<(f64, f64)> {
+    let template = work.join(format!("template-{shape}-{count}"));
+    let expr = work.join(format!("{shape}-{count}.nix"));
+    let body = match shape {
+        "chain" => format!(
+            "builtins.foldl' (prev: i: [ (mk i (if prev == [] then \"\" else \"${{builtins.head prev}}\")) ]) [] (builtins.genList (i: i) {count})"
+        ),
+        _ => format!("builtins.genList (i: mk i \"\") {count}"),
+    };
+    std::fs::write(
+        &expr,
+        format!(
+            "let bb = builtins.path {{ path = {bb}; name = \"busybox\"; }};\n\
+             mk = i: dep: derivation {{ name = \"t${{toString i}}\"; system = \"x86_64-linux\"; builder = \"${{bb}}/sh\";\n\
+               args = [ \"-c\" \"echo ${{toString i}} ${{dep}} > $out\" ]; }};\n\
+             in {body}",
+            bb = busybox.display()
+        ),
+    )?;
+    let out = Command::new("nix-instantiate")
+        .args(["--store", template.to_str().context("utf-8")?])
+        .arg(&expr)
+        .stderr(Stdio::null())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "nix-instantiate failed");
+    let drvs: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(String::from)
+        .collect();
+    let (mut k_times, mut n_times) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let k_store = work.join(format!("k-{shape}-{count}-{run}"));
+        let n_store = work.join(format!("n-{shape}-{count}-{run}"));
+        for dst in [&k_store, &n_store] {
+            anyhow::ensure!(Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(dst)
+                .status()?
+                .success());
+        }
+        let mut kargs = vec![
+            kiln,
+            "--store",
+            k_store.to_str().context("utf-8")?,
+            "build",
+            "--no-link",
+            "-j",
+            "2",
+        ];
+        kargs.extend(drvs.iter().map(String::as_str));
+        k_times.push(time_command(&kargs)?.1);
+        if with_nix {
+            let mut nargs = vec![
+                "nix-store",
+                "--store",
+                n_store.to_str().context("utf-8")?,
+                "--option",
+                "sandbox",
+                "true",
+                "--option",
+                "substituters",
+                "",
+                "--max-jobs",
+                "2",
+                "--realise",
+            ];
+            nargs.extend(drvs.iter().map(String::as_str));
+            n_times.push(time_command(&nargs)?.1);
+        }
+        let _ = std::fs::remove_dir_all(&k_store);
+        let _ = std::fs::remove_dir_all(&n_store);
+    }
+    let n = if with_nix {
+        seconds(median(n_times))
+    } else {
+        0.0
+    };
+    Ok((seconds(median(k_times)), n))
+}

@@ -1,0 +1,213 @@
+//! The builder's environment and the files Nix writes into the build directory for it
+//! (`passAsFile`, structured attributes, `exportReferencesGraph`), per
+//! `spec/local-store.md` §4.5.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_derivation::Derivation;
+use kiln_hash::{nix32, Hash};
+
+use crate::error::{Error, Result};
+
+/// What the environment depends on besides the derivation.
+pub struct EnvContext<'a> {
+    /// `NIX_BUILD_CORES`.
+    pub cores: usize,
+    /// `sandbox-build-dir` as the builder sees it (`/build`).
+    pub sandbox_build_dir: &'a str,
+    /// The build directory on the host (2.8 leaks it into `NIX_ATTRS_*_FILE`).
+    pub host_build_dir: &'a Path,
+    pub store_dir: &'a str,
+    pub fixed_output: bool,
+    /// Output name → path the builder must write (its own output paths).
+    pub outputs: &'a BTreeMap<String, String>,
+}
+
+/// A file to create in the build directory: (name relative to it, contents).
+pub type BuildDirFile = (String, Vec<u8>);
+
+/// Variables in the order they are passed to the builder.
+pub type Environment = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The environment, sorted by name as Nix passes it, and the files to write first.
+pub fn builder_environment(
+    drv: &Derivation,
+    ctx: &EnvContext<'_>,
+) -> Result<(Environment, Vec<BuildDirFile>)> {
+    let mut env: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut files = Vec::new();
+    let mut set = |k: &str, v: &[u8]| {
+        env.insert(k.as_bytes().to_vec(), v.to_vec());
+    };
+    set("PATH", b"/path-not-set");
+    set("HOME", b"/homeless-shelter");
+    set("NIX_STORE", ctx.store_dir.as_bytes());
+    set("NIX_BUILD_CORES", ctx.cores.to_string().as_bytes());
+
+    let structured = drv.env.get(b"__json".as_slice());
+    if let Some(json) = structured {
+        let (attrs_json, attrs_sh) = structured_attrs(json, ctx)?;
+        files.push((".attrs.json".to_string(), attrs_json));
+        files.push((".attrs.sh".to_string(), attrs_sh));
+        // The 2.8 quirk: these name the host's build directory, not /build.
+        let host = ctx.host_build_dir.display();
+        set(
+            "NIX_ATTRS_JSON_FILE",
+            format!("{host}/.attrs.json").as_bytes(),
+        );
+        set("NIX_ATTRS_SH_FILE", format!("{host}/.attrs.sh").as_bytes());
+    } else {
+        let pass_as_file: Vec<&[u8]> = drv
+            .env
+            .get(b"passAsFile".as_slice())
+            .map(|v| {
+                v.split(|b| b.is_ascii_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (key, value) in &drv.env {
+            if pass_as_file.contains(&key.as_slice()) {
+                let file = format!(".attr-{}", nix32::encode(Hash::sha256(key).as_bytes()));
+                let mut var = key.to_vec();
+                var.extend_from_slice(b"Path");
+                let path = format!("{}/{}", ctx.sandbox_build_dir, file);
+                env.insert(var, path.into_bytes());
+                files.push((file, value.to_vec()));
+            } else {
+                env.insert(key.to_vec(), value.to_vec());
+            }
+        }
+    }
+    let mut set = |k: &str, v: &[u8]| {
+        env.insert(k.as_bytes().to_vec(), v.to_vec());
+    };
+    for var in ["NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"] {
+        set(var, ctx.sandbox_build_dir.as_bytes());
+    }
+    if ctx.fixed_output {
+        set("NIX_OUTPUT_CHECKED", b"1");
+        // Impure variables pass through from kiln's own environment for fetchers.
+        if let Some(names) = drv.env.get(b"impureEnvVars".as_slice()) {
+            for name in names
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|s| !s.is_empty())
+            {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let value = std::env::var_os(&name).unwrap_or_default();
+                set(&name, value.as_encoded_bytes());
+            }
+        }
+    }
+    set("NIX_LOG_FD", b"2");
+    set("TERM", b"xterm-256color");
+    Ok((env.into_iter().collect(), files))
+}
+
+/// `.attrs.json` (the `__json` attribute with `outputs` replaced by output paths) and
+/// `.attrs.sh` (bash `declare`s of its simple values), as Nix 2.8 writes them.
+fn structured_attrs(json: &[u8], ctx: &EnvContext<'_>) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut value: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|e| Error::StructuredAttrs(format!("__json is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| Error::StructuredAttrs("__json is not a JSON object".into()))?;
+    let outputs: serde_json::Map<String, serde_json::Value> = ctx
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    obj.insert("outputs".into(), serde_json::Value::Object(outputs));
+    let sorted = sort_keys(&value);
+    let attrs_json = serde_json::to_vec(&sorted)
+        .map_err(|e| Error::StructuredAttrs(format!("cannot print .attrs.json: {e}")))?;
+    let mut sh = String::new();
+    if let serde_json::Value::Object(obj) = &sorted {
+        for (key, value) in obj {
+            if !is_shell_name(key) {
+                continue;
+            }
+            if let Some(s) = shell_simple(value) {
+                sh.push_str(&format!("declare {key}={s}\n"));
+            } else if let serde_json::Value::Array(items) = value {
+                let parts: Option<Vec<String>> = items.iter().map(shell_simple).collect();
+                if let Some(parts) = parts {
+                    let body: String = parts.iter().map(|p| format!("{p} ")).collect();
+                    sh.push_str(&format!("declare -a {key}=({body})\n"));
+                }
+            } else if let serde_json::Value::Object(map) = value {
+                let parts: Option<Vec<String>> = map
+                    .iter()
+                    .map(|(k, v)| shell_simple(v).map(|s| format!("[{}]={s} ", shell_escape(k))))
+                    .collect();
+                if let Some(parts) = parts {
+                    sh.push_str(&format!("declare -A {key}=({})\n", parts.concat()));
+                }
+            }
+        }
+    }
+    Ok((attrs_json, sh.into_bytes()))
+}
+
+/// Nix prints JSON from an ordered map: keys sorted at every level.
+fn sort_keys(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, serde_json::Value> =
+                map.iter().map(|(k, v)| (k, sort_keys(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(sort_keys).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn is_shell_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn shell_escape(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The shell form of a string, integral number, boolean or null; `None` otherwise.
+fn shell_simple(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(shell_escape(s)),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Some(i.to_string())
+            } else {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0)
+                    .map(|f| (f as i64).to_string())
+            }
+        }
+        serde_json::Value::Bool(b) => Some(if *b { "1".into() } else { String::new() }),
+        serde_json::Value::Null => Some("''".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_forms_follow_nix() {
+        assert_eq!(shell_escape("it's"), "'it'\\''s'");
+        assert_eq!(shell_simple(&serde_json::json!(1.5)), None);
+        assert_eq!(shell_simple(&serde_json::json!(2.0)).as_deref(), Some("2"));
+        assert_eq!(shell_simple(&serde_json::json!(false)).as_deref(), Some(""));
+        assert_eq!(
+            shell_simple(&serde_json::json!(null)).as_deref(),
+            Some("''")
+        );
+        assert!(is_shell_name("_a1") && !is_shell_name("1a") && !is_shell_name("a-b"));
+    }
+}

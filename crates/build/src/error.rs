@@ -1,0 +1,86 @@
+use std::path::PathBuf;
+
+/// Why a derivation could not be realised. Messages follow Nix's where Nix has one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context} '{path}': {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] kiln_store::Error),
+    #[error(transparent)]
+    StorePath(#[from] kiln_store_path::Error),
+    #[error(transparent)]
+    Nar(#[from] kiln_nar::Error),
+    #[error("sandbox for '{drv}': {source}")]
+    Sandbox {
+        drv: String,
+        #[source]
+        source: kiln_sandbox::Error,
+    },
+    #[error("derivation '{drv}': {source}")]
+    Derivation {
+        drv: String,
+        #[source]
+        source: Box<kiln_derivation::Error>,
+    },
+    #[error("builder for '{drv}' {outcome}{log_tail}")]
+    BuilderFailed {
+        drv: String,
+        outcome: String,
+        /// The last lines of the log, already formatted for display.
+        log_tail: String,
+    },
+    #[error("builder for '{drv}' failed to produce output path for output '{output}' at '{path}'")]
+    MissingOutput {
+        drv: String,
+        output: String,
+        path: String,
+    },
+    #[error("suspicious ownership or permission on '{path}' for output '{output}'; rejecting this build output")]
+    SuspiciousOutput { path: String, output: String },
+    #[error("invalid ownership on file '{0}'")]
+    InvalidOwnership(PathBuf),
+    #[error("hash mismatch in fixed-output derivation '{drv}':\n  specified: {specified}\n     got:    {got}")]
+    HashMismatch {
+        drv: String,
+        specified: String,
+        got: String,
+    },
+    #[error("output '{path}' is not allowed to refer to the following paths:{paths}")]
+    IllegalReference { path: String, paths: String },
+    #[error("derivation contains an illegal reference specifier '{0}'")]
+    BadReferenceSpecifier(String),
+    #[error("output path '{path}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)")]
+    FlatOutputNotAFile { path: String },
+    #[error(
+        "cycle detected in build of '{drv}' in the references of output '{a}' from output '{b}'"
+    )]
+    OutputCycle { drv: String, a: String, b: String },
+    #[error("structured attributes: {0}")]
+    StructuredAttrs(String),
+    #[error("derivation '{drv}' cannot be built here: {why}")]
+    Unsupported { drv: String, why: String },
+    #[error("no free build user in group 'nixbld' (all {0} are busy)")]
+    NoBuildUser(usize),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait IoContext<T> {
+    fn ctx(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context,
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! The scheduler's executor for derivations: how a goal (a `.drv`, an output to any
+//! depth such as `drv^out^out`, or a plain store path) turns into plans and builds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_derivation::{Derivation, SingleDerivedPath};
+use kiln_scheduler::{Executor, Known, Plan, RunContext, RunOutcome};
+use kiln_store::LocalStore;
+use kiln_store_path::StorePath;
+
+use crate::error::{Error, Result};
+use crate::realise::{realise, BuildSettings, Realised};
+
+/// A node of the build graph.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Goal {
+    /// Every output of a `.drv` that is (or, for a dynamic derivation, becomes) valid.
+    Derivation(StorePath),
+    /// The path a derived path names: an existing path, or an output of a derivation
+    /// that may itself be an output of another (`drv^out^out`).
+    Path(SingleDerivedPath),
+}
+
+/// Output name → path for `Derivation` goals; `{"": path}` for `Path` goals.
+pub type GoalOutput = Arc<BTreeMap<String, StorePath>>;
+
+/// How often a build whose output lock is held elsewhere is tried again.
+const LOCK_RETRY: Duration = Duration::from_millis(200);
+
+pub struct DerivationExecutor<'a> {
+    store: &'a LocalStore,
+    settings: BuildSettings,
+    derivations: Mutex<HashMap<StorePath, Arc<Derivation>>>,
+    /// Where each build's log is copied as it runs (`-L`), if anywhere.
+    echo: Option<Arc<Mutex<dyn Write + Send>>>,
+}
+
+impl<'a> DerivationExecutor<'a> {
+    pub fn new(store: &'a LocalStore, settings: BuildSettings) -> Self {
+        DerivationExecutor {
+            store,
+            settings,
+            derivations: Mutex::new(HashMap::new()),
+            echo: None,
+        }
+    }
+
+    pub fn with_log_echo(mut self, echo: Arc<Mutex<dyn Write + Send>>) -> Self {
+        self.echo = Some(echo);
+        self
+    }
+
+    pub fn store(&self) -> &LocalStore {
+        self.store
+    }
+
+    fn derivation(&self, path: &StorePath) -> Result<Arc<Derivation>> {
+        if let Some(d) = self
+            .derivations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
+            return Ok(Arc::clone(d));
+        }
+        let drv = Arc::new(self.store.read_derivation(path)?);
+        self.derivations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone(), Arc::clone(&drv));
+        Ok(drv)
+    }
+
+    /// The known output paths of a derivation, if they are all valid.
+    fn valid_outputs(
+        &self,
+        drv_path: &StorePath,
+        drv: &Derivation,
+    ) -> Result<Option<BTreeMap<String, StorePath>>> {
+        let paths =
+            drv.output_paths(self.store.store_dir())
+                .map_err(|source| Error::Derivation {
+                    drv: self.store.layout().display(drv_path),
+                    source: Box::new(source),
+                })?;
+        let mut out = BTreeMap::new();
+        for (name, path) in paths {
+            let Some(path) = path else { return Ok(None) };
+            self.store.add_temp_root(&path)?;
+            if !self.store.is_valid(&path)? {
+                return Ok(None);
+            }
+            out.insert(name, path);
+        }
+        Ok(Some(out))
+    }
+
+    fn plan_derivation(
+        &self,
+        drv_path: &StorePath,
+        known: &Known<Goal, GoalOutput>,
+    ) -> Result<Plan<Goal, GoalOutput>> {
+        let drv = self.derivation(drv_path)?;
+        // Valid outputs make the inputs irrelevant: nothing below is built.
+        if let Some(outputs) = self.valid_outputs(drv_path, &drv)? {
+            return Ok(Plan::Done(Arc::new(outputs)));
+        }
+        if drv.has_dynamic_inputs() {
+            return Err(Error::Unsupported {
+                drv: self.store.layout().display(drv_path),
+                why: "inputs that are outputs of dynamic derivations are not supported yet".into(),
+            });
+        }
+        let needed: Vec<Goal> = drv
+            .input_drvs
+            .keys()
+            .map(|p| Goal::Derivation(p.clone()))
+            .filter(|g| !known.contains(g))
+            .collect();
+        if needed.is_empty() {
+            Ok(Plan::Ready)
+        } else {
+            Ok(Plan::Need(needed))
+        }
+    }
+
+    fn plan_path(
+        &self,
+        path: &SingleDerivedPath,
+        known: &Known<Goal, GoalOutput>,
+    ) -> Result<Plan<Goal, GoalOutput>> {
+        match path {
+            SingleDerivedPath::Opaque(p) => {
+                self.store.add_temp_root(p)?;
+                if !self.store.is_valid(p)? {
+                    return Err(Error::Store(kiln_store::Error::InvalidPath(
+                        self.store.layout().display(p),
+                    )));
+                }
+                Ok(Plan::Done(Arc::new([(String::new(), p.clone())].into())))
+            }
+            SingleDerivedPath::Built { drv_path, output } => {
+                // First the derivation itself must be a path (for `drv^out^out`, the
+                // output of the inner derivation), then that derivation must be built.
+                let inner = Goal::Path((**drv_path).clone());
+                let Some(drv_file) = known.get(&inner).and_then(|o| o.get("").cloned()) else {
+                    return Ok(Plan::Need(vec![inner]));
+                };
+                let build = Goal::Derivation(drv_file.clone());
+                let Some(outputs) = known.get(&build) else {
+                    return Ok(Plan::Need(vec![build]));
+                };
+                let p = outputs.get(output).ok_or_else(|| Error::Unsupported {
+                    drv: self.store.layout().display(&drv_file),
+                    why: format!("it has no output named '{output}'"),
+                })?;
+                Ok(Plan::Done(Arc::new([(String::new(), p.clone())].into())))
+            }
+        }
+    }
+}
+
+impl Executor for DerivationExecutor<'_> {
+    type Key = Goal;
+    type Output = GoalOutput;
+    type Error = Error;
+
+    fn plan(&self, key: &Goal, known: &Known<Goal, GoalOutput>) -> Result<Plan<Goal, GoalOutput>> {
+        match key {
+            Goal::Derivation(p) => self.plan_derivation(p, known),
+            Goal::Path(p) => self.plan_path(p, known),
+        }
+    }
+
+    fn run(
+        &self,
+        key: &Goal,
+        _known: &Known<Goal, GoalOutput>,
+        _ctx: &RunContext,
+    ) -> Result<RunOutcome<GoalOutput>> {
+        let Goal::Derivation(drv_path) = key else {
+            unreachable!("path goals are always Done or Need when planned")
+        };
+        let drv = self.derivation(drv_path)?;
+        let echo: Option<Box<dyn Write + Send>> = self
+            .echo
+            .as_ref()
+            .map(|e| Box::new(SharedWriter(Arc::clone(e))) as Box<dyn Write + Send>);
+        match realise(self.store, &self.settings, drv_path, &drv, echo)? {
+            Realised::Locked => Ok(RunOutcome::Retry(LOCK_RETRY)),
+            Realised::Valid(outputs) => Ok(RunOutcome::Built(Arc::new(outputs))),
+            Realised::Built(infos) => Ok(RunOutcome::Built(Arc::new(
+                infos
+                    .into_iter()
+                    .map(|(name, info)| (name, info.path))
+                    .collect(),
+            ))),
+        }
+    }
+}
+
+struct SharedWriter(Arc<Mutex<dyn Write + Send>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+impl fmt::Display for Goal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Goal::Derivation(p) => write!(f, "/nix/store/{p}"),
+            Goal::Path(p) => write!(f, "{p:?}"),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! kiln-build: layer 5, realising one derivation. It prepares what Nix 2.8 prepares
+//! (output locks, build user, build directory, environment, `passAsFile` and
+//! structured-attribute files), runs the builder through `kiln-sandbox`, then checks,
+//! canonicalises, scans and registers the outputs (`spec/local-store.md` §4).
+//!
+//! Invariants: outputs are registered only after every check passed, all of a
+//! derivation's outputs in one transaction; an output is built only by the holder of
+//! all its `.lock` files, after re-checking validity; on any failure nothing is
+//! registered and the chroot, the build directory (unless kept) and moved outputs are
+//! removed.
+
+mod build_user;
+mod env;
+mod error;
+mod executor;
+mod log;
+mod outputs;
+mod realise;
+
+pub use build_user::BuildUser;
+pub use env::{builder_environment, EnvContext, Environment};
+pub use error::{Error, Result};
+pub use executor::{DerivationExecutor, Goal, GoalOutput};
+pub use log::{read_log, BuildLog, LOG_LINES};
+pub use realise::{realise, BuildSettings, Realised, StartHook};

@@ -1,0 +1,130 @@
+//! Build logs: written as they arrive to `<logDir>/drvs/<2 chars>/<rest>.bz2`, Nix's
+//! layout, while the last lines are kept for the error message of a failed build.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+/// How many lines of a failed build's log an error shows (Nix's `log-lines`).
+pub const LOG_LINES: usize = 10;
+
+pub struct BuildLog {
+    encoder: Option<bzip2::write::BzEncoder<File>>,
+    path: PathBuf,
+    tail: VecDeque<Vec<u8>>,
+    partial: Vec<u8>,
+    /// Also copy the log here (e.g. stderr for `-L`).
+    echo: Option<Box<dyn Write + Send>>,
+}
+
+impl BuildLog {
+    pub fn create(path: &Path, echo: Option<Box<dyn Write + Send>>) -> Result<BuildLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ctx("creating", dir)?;
+        }
+        let file = File::create(path).ctx("creating build log", path)?;
+        Ok(BuildLog {
+            encoder: Some(bzip2::write::BzEncoder::new(
+                file,
+                bzip2::Compression::default(),
+            )),
+            path: path.to_path_buf(),
+            tail: VecDeque::new(),
+            partial: Vec::new(),
+            echo,
+        })
+    }
+
+    /// The last lines, formatted as Nix appends them to an error.
+    pub fn tail_for_error(&self) -> String {
+        let mut lines: Vec<String> = self
+            .tail
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        if !self.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+        }
+        let keep = lines.len().saturating_sub(LOG_LINES);
+        if lines.len() == keep {
+            return String::new();
+        }
+        let mut out = format!(";\nlast {} log lines:", lines.len() - keep);
+        for line in &lines[keep..] {
+            out.push_str("\n> ");
+            out.push_str(line.trim_end_matches('\r'));
+        }
+        out
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(enc) = self.encoder.take() {
+            enc.finish().ctx("writing build log", &self.path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for BuildLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.write_all(buf)?;
+        }
+        if let Some(echo) = self.echo.as_mut() {
+            let _ = echo.write_all(buf);
+        }
+        for &b in buf {
+            if b == b'\n' {
+                self.tail.push_back(std::mem::take(&mut self.partial));
+                if self.tail.len() > LOG_LINES {
+                    self.tail.pop_front();
+                }
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(echo) = self.echo.as_mut() {
+            let _ = echo.flush();
+        }
+        Ok(())
+    }
+}
+
+/// Read a stored log back (for `kiln log`), looking where Nix looks.
+pub fn read_log(log_dir: &Path, drv_base: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let (head, rest) = drv_base.split_at(2.min(drv_base.len()));
+    let candidates = [
+        (log_dir.join("drvs").join(head).join(rest), false),
+        (
+            log_dir.join("drvs").join(head).join(format!("{rest}.bz2")),
+            true,
+        ),
+        (log_dir.join("drvs").join(drv_base), false),
+        (log_dir.join("drvs").join(format!("{drv_base}.bz2")), true),
+    ];
+    for (path, compressed) in candidates {
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        let ok = if compressed {
+            bzip2::read::BzDecoder::new(file)
+                .read_to_end(&mut out)
+                .is_ok()
+        } else {
+            io::BufReader::new(file).read_to_end(&mut out).is_ok()
+        };
+        if ok {
+            return Some(out);
+        }
+    }
+    None
+}

@@ -1,0 +1,360 @@
+//! After a successful builder: check each output, give it canonical metadata, move it
+//! into the store, scan it for references, check fixed-output hashes and reference
+//! constraints, and describe it for registration (`spec/local-store.md` §4.8–4.10).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use kiln_derivation::{Derivation, DerivationOutput};
+use kiln_hash::{Algorithm, Hasher};
+use kiln_store::{LocalStore, PathInfo};
+use kiln_store_path::{ContentAddress, FileIngestionMethod, ReferenceScanner, StorePath};
+
+use crate::error::{Error, IoContext, Result};
+
+/// One output as the builder left it.
+pub struct RawOutput {
+    pub name: String,
+    pub path: StorePath,
+    /// Where it is on the host, inside the chroot's store.
+    pub host_path: std::path::PathBuf,
+}
+
+/// Check and move every output into the store; returns what to register. On error the
+/// moved outputs are deleted again, so nothing half-checked is left at a store path.
+pub fn process_outputs(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    raw: &[RawOutput],
+    input_closure: &BTreeSet<StorePath>,
+    build_uid: u32,
+) -> Result<Vec<PathInfo>> {
+    let drv_str = store.layout().display(drv_path);
+    let mut moved: Vec<&StorePath> = Vec::new();
+    let result = (|| {
+        for out in raw {
+            let meta =
+                std::fs::symlink_metadata(&out.host_path).map_err(|_| Error::MissingOutput {
+                    drv: drv_str.clone(),
+                    output: out.name.clone(),
+                    path: store.layout().display(&out.path),
+                })?;
+            if !meta.file_type().is_symlink() && meta.mode() & 0o022 != 0 || meta.uid() != build_uid
+            {
+                return Err(Error::SuspiciousOutput {
+                    path: store.layout().display(&out.path),
+                    output: out.name.clone(),
+                });
+            }
+            canonicalise(&out.host_path, build_uid, &mut HashSet::new())?;
+            let target = store.layout().real_path(&out.path);
+            kiln_store::remove_tree(&target)?;
+            std::fs::rename(&out.host_path, &target)
+                .ctx("moving output into the store", &target)?;
+            moved.push(&out.path);
+        }
+        let candidates: BTreeSet<&StorePath> = input_closure
+            .iter()
+            .chain(raw.iter().map(|o| &o.path))
+            .collect();
+        let mut infos = Vec::new();
+        for out in raw {
+            infos.push(describe_output(store, drv_path, drv, out, &candidates)?);
+        }
+        check_output_cycles(&drv_str, raw, &infos)?;
+        check_reference_constraints(store, drv, raw, &infos)?;
+        Ok(infos)
+    })();
+    if result.is_err() {
+        for p in moved {
+            let _ = kiln_store::remove_tree(&store.layout().real_path(p));
+        }
+    }
+    result
+}
+
+/// Canonical metadata (0444/0555, mtime 1, owned by us), refusing files the builder
+/// did not create (hard links to other users' files), as Nix does.
+fn canonicalise(path: &Path, build_uid: u32, seen: &mut HashSet<(u64, u64)>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).ctx("reading", path)?;
+    let inode = (meta.dev(), meta.ino());
+    if meta.uid() != build_uid && !(meta.is_file() && seen.contains(&inode)) {
+        return Err(Error::InvalidOwnership(path.to_path_buf()));
+    }
+    seen.insert(inode);
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        // Entries first, while the directory is still writable for them.
+        for entry in std::fs::read_dir(path).ctx("reading directory", path)? {
+            canonicalise(
+                &entry.ctx("reading directory", path)?.path(),
+                build_uid,
+                seen,
+            )?;
+        }
+    } else if !kind.is_file() && !kind.is_symlink() {
+        return Err(Error::Store(kiln_store::Error::UnsupportedFileType(
+            path.to_path_buf(),
+        )));
+    }
+    let euid = rustix::process::geteuid();
+    let egid = rustix::process::getegid();
+    if meta.uid() != euid.as_raw() {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(euid),
+            Some(egid),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(std::io::Error::from)
+        .ctx("chown", path)?;
+    }
+    if !kind.is_symlink() {
+        let mode = if kind.is_dir() || meta.mode() & 0o100 != 0 {
+            0o555
+        } else {
+            0o444
+        };
+        if meta.mode() & 0o7777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .ctx("chmod", path)?;
+        }
+    }
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+    .ctx("setting mtime", path)
+}
+
+/// NAR hash, size and references of a moved output, and its content address when it
+/// is a fixed output (checked against the derivation's hash).
+fn describe_output(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    out: &RawOutput,
+    candidates: &BTreeSet<&StorePath>,
+) -> Result<PathInfo> {
+    let real = store.layout().real_path(&out.path);
+    let mut nar_hash = Hasher::new(Algorithm::Sha256);
+    let mut scanner = ReferenceScanner::new(candidates.iter().copied());
+    let mut fixed_nar: Option<Hasher> = None;
+    let fixed = match drv.outputs.get(&out.name) {
+        Some(DerivationOutput::CAFixed { method, hash }) => Some((*method, hash.clone())),
+        _ => None,
+    };
+    if let Some((method, hash)) = &fixed {
+        if method.file_ingestion() == Some(FileIngestionMethod::Recursive)
+            && hash.algorithm() != Algorithm::Sha256
+        {
+            fixed_nar = Some(Hasher::new(hash.algorithm()));
+        }
+    }
+    let size = {
+        let mut sink = Tee {
+            a: &mut nar_hash,
+            b: &mut scanner,
+            c: fixed_nar.as_mut(),
+        };
+        kiln_nar::dump_path(&real, &mut sink)?
+    };
+    let nar_hash = nar_hash.finish();
+    let mut info = PathInfo::new(out.path.clone(), nar_hash.clone(), size);
+    info.references = scanner.found().into_iter().collect();
+    info.deriver = Some(drv_path.clone());
+    info.ultimate = true;
+    if let Some((method, expected)) = fixed {
+        let ingestion = method
+            .file_ingestion()
+            .unwrap_or(FileIngestionMethod::Recursive);
+        let actual = match ingestion {
+            FileIngestionMethod::Flat => {
+                let meta = std::fs::symlink_metadata(&real).ctx("reading", &real)?;
+                if !meta.is_file() || meta.mode() & 0o100 != 0 {
+                    return Err(Error::FlatOutputNotAFile {
+                        path: store.layout().display(&out.path),
+                    });
+                }
+                let mut h = Hasher::new(expected.algorithm());
+                let mut f = std::fs::File::open(&real).ctx("opening", &real)?;
+                std::io::copy(&mut f, &mut h).ctx("reading", &real)?;
+                h.finish()
+            }
+            FileIngestionMethod::Recursive => match fixed_nar {
+                Some(h) => h.finish(),
+                None => nar_hash,
+            },
+        };
+        if actual != expected {
+            return Err(Error::HashMismatch {
+                drv: store.layout().display(drv_path),
+                specified: expected.to_sri(),
+                got: actual.to_sri(),
+            });
+        }
+        info.ca = Some(ContentAddress::Fixed(ingestion, actual));
+    }
+    Ok(info)
+}
+
+/// Outputs may refer to each other, but not in a cycle.
+fn check_output_cycles(drv: &str, raw: &[RawOutput], infos: &[PathInfo]) -> Result<()> {
+    let index: BTreeMap<&StorePath, usize> =
+        raw.iter().enumerate().map(|(i, o)| (&o.path, i)).collect();
+    // Depth-first search for a back edge among outputs.
+    fn visit(
+        i: usize,
+        infos: &[PathInfo],
+        index: &BTreeMap<&StorePath, usize>,
+        state: &mut [u8],
+        raw: &[RawOutput],
+        drv: &str,
+    ) -> Result<()> {
+        state[i] = 1;
+        for r in &infos[i].references {
+            let Some(&j) = index.get(r) else { continue };
+            if j == i {
+                continue;
+            }
+            if state[j] == 1 {
+                return Err(Error::OutputCycle {
+                    drv: drv.to_string(),
+                    a: raw[j].name.clone(),
+                    b: raw[i].name.clone(),
+                });
+            }
+            if state[j] == 0 {
+                visit(j, infos, index, state, raw, drv)?;
+            }
+        }
+        state[i] = 2;
+        Ok(())
+    }
+    let mut state = vec![0u8; raw.len()];
+    for i in 0..raw.len() {
+        if state[i] == 0 {
+            visit(i, infos, &index, &mut state, raw, drv)?;
+        }
+    }
+    Ok(())
+}
+
+/// `allowedReferences`, `allowedRequisites`, `disallowedReferences`,
+/// `disallowedRequisites` (§4.9): lists of store paths or output names.
+fn check_reference_constraints(
+    store: &LocalStore,
+    drv: &Derivation,
+    raw: &[RawOutput],
+    infos: &[PathInfo],
+) -> Result<()> {
+    let outputs: BTreeMap<&str, &StorePath> =
+        raw.iter().map(|o| (o.name.as_str(), &o.path)).collect();
+    let spec = |attr: &str| -> Result<Option<BTreeSet<StorePath>>> {
+        let Some(value) = drv.env.get(attr.as_bytes()) else {
+            return Ok(None);
+        };
+        let mut set = BTreeSet::new();
+        for word in String::from_utf8_lossy(value).split_whitespace() {
+            if let Some(p) = outputs.get(word) {
+                set.insert((*p).clone());
+            } else if let Ok(p) = store.store_dir().parse(word) {
+                set.insert(p);
+            } else {
+                return Err(Error::BadReferenceSpecifier(word.to_string()));
+            }
+        }
+        Ok(Some(set))
+    };
+    let by_path: BTreeMap<&StorePath, &PathInfo> = infos.iter().map(|i| (&i.path, i)).collect();
+    // Requisites: the closure, across siblings that are not registered yet.
+    let requisites = |start: &PathInfo| -> Result<BTreeSet<StorePath>> {
+        let mut seen = BTreeSet::new();
+        let mut queue: Vec<StorePath> = start
+            .references
+            .iter()
+            .filter(|r| **r != start.path)
+            .cloned()
+            .collect();
+        while let Some(p) = queue.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            let refs = match by_path.get(&p) {
+                Some(info) => info.references.clone(),
+                None => store.query_references(&p)?,
+            };
+            queue.extend(refs.into_iter().filter(|r| !seen.contains(r)));
+        }
+        Ok(seen)
+    };
+    for info in infos {
+        let display = store.layout().display(&info.path);
+        for (attr, requisite, allowed) in [
+            ("allowedReferences", false, true),
+            ("allowedRequisites", true, true),
+            ("disallowedReferences", false, false),
+            ("disallowedRequisites", true, false),
+        ] {
+            let Some(set) = spec(attr)? else { continue };
+            let used = if requisite {
+                requisites(info)?
+            } else {
+                info.references.clone()
+            };
+            let bad: Vec<&StorePath> = used
+                .iter()
+                .filter(|p| set.contains(*p) != allowed)
+                .collect();
+            if !bad.is_empty() {
+                let paths: String = bad
+                    .iter()
+                    .map(|p| format!("\n  {}", store.layout().display(p)))
+                    .collect();
+                return Err(Error::IllegalReference {
+                    path: display,
+                    paths,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Tee<'a> {
+    a: &'a mut Hasher,
+    b: &'a mut ReferenceScanner,
+    c: Option<&'a mut Hasher>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.a.update(buf);
+        self.b.update(buf);
+        if let Some(c) = self.c.as_deref_mut() {
+            c.update(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,381 @@
+//! Realising one derivation whose inputs are already valid: the steps of
+//! `spec/local-store.md` §4.1 and §4.8 around one sandboxed run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_derivation::{Derivation, DerivationType};
+use kiln_sandbox::{InputPath, Network, SandboxPath, SandboxSpec};
+use kiln_store::{LocalStore, PathInfo, PathLock};
+use kiln_store_path::StorePath;
+
+use crate::build_user::BuildUser;
+use crate::env::{builder_environment, EnvContext};
+use crate::error::{Error, IoContext, Result};
+use crate::log::BuildLog;
+use crate::outputs::{process_outputs, RawOutput};
+
+/// Called with a `.drv` path when its build starts.
+pub type StartHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Knobs a user sets (Nix's names in parentheses).
+#[derive(Clone)]
+pub struct BuildSettings {
+    /// `NIX_BUILD_CORES` (`cores`; 0 passes through as 0).
+    pub cores: usize,
+    /// Extra bind mounts (`sandbox-paths`).
+    pub sandbox_paths: Vec<SandboxPath>,
+    /// Kill a build after this long (`timeout`).
+    pub timeout: Option<Duration>,
+    /// Kill a build after this long without output (`max-silent-time`).
+    pub max_silent_time: Option<Duration>,
+    /// Keep the build directory of a failed build (`--keep-failed`).
+    pub keep_failed: bool,
+    /// Where build directories are made (`$TMPDIR`, default `/tmp`).
+    pub tmp_dir: PathBuf,
+    /// The executable that serves as the sandbox helper (kiln itself).
+    pub helper_exe: PathBuf,
+    /// The machine's state directory, whose `userpool/` is shared by every store.
+    pub global_state_dir: PathBuf,
+    /// Told the `.drv` path when a build really starts (its locks are held), to print
+    /// Nix's "building '…'..." line.
+    pub on_start: Option<StartHook>,
+}
+
+impl BuildSettings {
+    pub fn new(helper_exe: PathBuf) -> BuildSettings {
+        BuildSettings {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            sandbox_paths: Vec::new(),
+            timeout: None,
+            max_silent_time: None,
+            keep_failed: false,
+            tmp_dir: std::env::var_os("TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp")),
+            helper_exe,
+            global_state_dir: PathBuf::from("/nix/var/nix"),
+            on_start: None,
+        }
+    }
+}
+
+/// What realising a derivation came to.
+#[derive(Debug)]
+pub enum Realised {
+    /// Every wanted output was valid already (possibly built by another process while
+    /// we waited for its lock).
+    Valid(BTreeMap<String, StorePath>),
+    /// Built and registered now.
+    Built(BTreeMap<String, PathInfo>),
+    /// Another process holds an output's lock: try again later.
+    Locked,
+}
+
+/// Realise `drv` (stored at `drv_path`), whose input derivations' outputs and input
+/// sources must be valid. `echo` receives a copy of the log as it is produced.
+pub fn realise(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    echo: Option<Box<dyn Write + Send>>,
+) -> Result<Realised> {
+    let drv_str = store.layout().display(drv_path);
+    let drv_err = |source| Error::Derivation {
+        drv: drv_str.clone(),
+        source: Box::new(source),
+    };
+    let kind = drv.derivation_type().map_err(drv_err)?;
+    if !matches!(
+        kind,
+        DerivationType::InputAddressed | DerivationType::FixedOutput
+    ) {
+        return Err(Error::Unsupported {
+            drv: drv_str,
+            why: format!("{kind:?} derivations are not supported by this version of kiln yet"),
+        });
+    }
+    let mut outputs: BTreeMap<String, StorePath> = BTreeMap::new();
+    for (name, path) in drv.output_paths(store.store_dir()).map_err(drv_err)? {
+        let path = path.ok_or_else(|| Error::Unsupported {
+            drv: drv_str.clone(),
+            why: format!("output '{name}' has no known path"),
+        })?;
+        store.add_temp_root(&path)?;
+        outputs.insert(name, path);
+    }
+    if all_valid(store, &outputs)? {
+        return Ok(Realised::Valid(outputs));
+    }
+    // Non-blocking, in sorted order, all or nothing: a busy lock means another process
+    // (kiln or Nix) is building this; the scheduler retries later.
+    let mut lock_paths: Vec<PathBuf> = outputs
+        .values()
+        .map(|p| store.layout().lock_path(p))
+        .collect();
+    lock_paths.sort();
+    let mut locks: Vec<PathLock> = Vec::new();
+    for p in &lock_paths {
+        match PathLock::try_acquire(p)? {
+            Some(l) => locks.push(l),
+            None => return Ok(Realised::Locked),
+        }
+    }
+    if all_valid(store, &outputs)? {
+        release(locks);
+        return Ok(Realised::Valid(outputs));
+    }
+    for path in outputs.values() {
+        kiln_store::remove_tree(&store.layout().real_path(path))?;
+    }
+
+    if let Some(announce) = &settings.on_start {
+        announce(&drv_str);
+    }
+    let input_closure = input_closure(store, drv, &drv_str)?;
+    let user = BuildUser::acquire(&settings.global_state_dir)?;
+    let build_dir = make_build_dir(settings, drv_path, &user)?;
+    let outcome = run_builder(
+        store,
+        settings,
+        drv_path,
+        drv,
+        kind,
+        &outputs,
+        &input_closure,
+        &user,
+        &build_dir,
+        echo,
+    );
+    let keep = outcome.is_err() && settings.keep_failed;
+    if keep {
+        let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
+        eprintln!("note: keeping build directory '{}'", build_dir.display());
+    } else {
+        let _ = kiln_store::remove_tree(&build_dir);
+    }
+    let infos = outcome?;
+    store.register_valid_paths(&infos)?;
+    release(locks);
+    Ok(Realised::Built(
+        infos
+            .into_iter()
+            .map(|i| (name_of(&outputs, &i.path), i))
+            .collect(),
+    ))
+}
+
+fn name_of(outputs: &BTreeMap<String, StorePath>, path: &StorePath) -> String {
+    outputs
+        .iter()
+        .find(|(_, p)| *p == path)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default()
+}
+
+fn all_valid(store: &LocalStore, outputs: &BTreeMap<String, StorePath>) -> Result<bool> {
+    for p in outputs.values() {
+        if !store.is_valid(p)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Release output locks; once the outputs are valid the lock files are deleted, as
+/// Nix does (after a failure they stay, also as Nix does).
+fn release(locks: Vec<PathLock>) {
+    for l in locks {
+        l.release_and_delete();
+    }
+}
+
+/// Input sources plus the outputs of input derivations, closed under references; each
+/// temp-rooted before it is checked.
+fn input_closure(
+    store: &LocalStore,
+    drv: &Derivation,
+    drv_str: &str,
+) -> Result<BTreeSet<StorePath>> {
+    let mut direct: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
+    for (input_drv, node) in &drv.input_drvs {
+        let known = store.query_derivation_outputs(input_drv)?;
+        let produced = if known.is_empty() {
+            let input = store.read_derivation(input_drv)?;
+            input
+                .output_paths(store.store_dir())
+                .map_err(|source| Error::Derivation {
+                    drv: drv_str.to_string(),
+                    source: Box::new(source),
+                })?
+                .into_iter()
+                .filter_map(|(n, p)| p.map(|p| (n, p)))
+                .collect()
+        } else {
+            known
+        };
+        for output in &node.outputs {
+            let p = produced.get(output).ok_or_else(|| Error::Unsupported {
+                drv: drv_str.to_string(),
+                why: format!(
+                    "input '{}' has no known output '{output}'",
+                    store.layout().display(input_drv)
+                ),
+            })?;
+            direct.push(p.clone());
+        }
+    }
+    for p in &direct {
+        store.add_temp_root(p)?;
+        if !store.is_valid(p)? {
+            return Err(Error::Store(kiln_store::Error::InvalidPath(
+                store.layout().display(p),
+            )));
+        }
+    }
+    Ok(store.query_closure(&direct)?)
+}
+
+/// `$TMPDIR/nix-build-<drv name>-<n>`, 0700, owned by the build user.
+fn make_build_dir(
+    settings: &BuildSettings,
+    drv_path: &StorePath,
+    user: &BuildUser,
+) -> Result<PathBuf> {
+    for n in 0.. {
+        let dir = settings
+            .tmp_dir
+            .join(format!("nix-build-{}-{n}", drv_path.name()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                chown(&dir, user)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).ctx("creating build directory", dir),
+        }
+    }
+    unreachable!("the counter is unbounded")
+}
+
+fn chown(path: &std::path::Path, user: &BuildUser) -> Result<()> {
+    if rustix::process::geteuid().as_raw() == user.uid {
+        return Ok(());
+    }
+    rustix::fs::chown(
+        path,
+        Some(rustix::fs::Uid::from_raw(user.uid)),
+        Some(rustix::fs::Gid::from_raw(user.gid)),
+    )
+    .map_err(std::io::Error::from)
+    .ctx("chown", path)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_builder(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    kind: DerivationType,
+    outputs: &BTreeMap<String, StorePath>,
+    input_closure: &BTreeSet<StorePath>,
+    user: &BuildUser,
+    build_dir: &std::path::Path,
+    echo: Option<Box<dyn Write + Send>>,
+) -> Result<Vec<PathInfo>> {
+    let drv_str = store.layout().display(drv_path);
+    let output_strings: BTreeMap<String, String> = outputs
+        .iter()
+        .map(|(n, p)| (n.clone(), store.layout().display(p)))
+        .collect();
+    let fixed = kind == DerivationType::FixedOutput;
+    let (env, files) = builder_environment(
+        drv,
+        &EnvContext {
+            cores: settings.cores,
+            sandbox_build_dir: "/build",
+            host_build_dir: build_dir,
+            store_dir: store.store_dir().as_str(),
+            fixed_output: fixed,
+            outputs: &output_strings,
+        },
+    )?;
+    for (name, contents) in files {
+        let path = build_dir.join(&name);
+        std::fs::write(&path, contents).ctx("writing", &path)?;
+        chown(&path, user)?;
+    }
+    let chroot_dir = store
+        .layout()
+        .real_store_dir
+        .join(format!("{}.chroot", drv_path.base_name()));
+    let mut spec = SandboxSpec::new(
+        drv.builder.to_vec(),
+        &chroot_dir,
+        build_dir,
+        user.uid,
+        user.gid,
+    );
+    spec.args = drv.args.iter().map(|a| a.to_vec()).collect();
+    spec.env = env;
+    spec.inputs = input_closure
+        .iter()
+        .map(|p| InputPath {
+            name: p.base_name().to_string(),
+            host_path: store.layout().real_path(p),
+        })
+        .collect();
+    spec.sandbox_paths = settings.sandbox_paths.clone();
+    spec.network = if fixed {
+        Network::Host
+    } else {
+        Network::Private
+    };
+    spec.timeout = settings.timeout;
+    spec.max_silent_time = settings.max_silent_time;
+    // A stale chroot from an interrupted build is removed first, as Nix does.
+    kiln_sandbox::cleanup(&chroot_dir).map_err(|source| Error::Sandbox {
+        drv: drv_str.clone(),
+        source,
+    })?;
+    let sandbox_err = |source| Error::Sandbox {
+        drv: drv_str.clone(),
+        source,
+    };
+    let prepared = kiln_sandbox::prepare(&spec).map_err(sandbox_err)?;
+    let result = (|| {
+        let mut log = BuildLog::create(&store.layout().log_path(drv_path), echo)?;
+        let outcome =
+            kiln_sandbox::run(&prepared, &settings.helper_exe, &mut log).map_err(sandbox_err)?;
+        let tail = log.tail_for_error();
+        log.finish()?;
+        if !outcome.success() {
+            return Err(Error::BuilderFailed {
+                drv: drv_str.clone(),
+                outcome: outcome.describe(&spec),
+                log_tail: tail,
+            });
+        }
+        let raw: Vec<RawOutput> = outputs
+            .iter()
+            .map(|(name, path)| RawOutput {
+                name: name.clone(),
+                path: path.clone(),
+                host_path: prepared.chroot_store().join(path.base_name()),
+            })
+            .collect();
+        process_outputs(store, drv_path, drv, &raw, input_closure, user.uid)
+    })();
+    let cleaned = kiln_sandbox::cleanup(&chroot_dir).map_err(sandbox_err);
+    let infos = result?;
+    cleaned?;
+    store.sync_store()?;
+    Ok(infos)
+}

@@ -1,0 +1,313 @@
+//! `kiln build INSTALLABLE…`: realise derivations (and outputs of outputs) with the
+//! scheduler, print the output paths, make `result` links.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kiln_build::{BuildSettings, DerivationExecutor, Goal, GoalOutput};
+use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
+use kiln_scheduler::{Event, Options, Scheduler};
+use kiln_store::LocalStore;
+use kiln_store_path::StorePath;
+
+use crate::store_arg::StoreLocation;
+use crate::store_cmd::open;
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// `.drv` paths (optionally `^out,dev`, `^*`, or `^out^out` for dynamic
+    /// derivations) or existing store paths.
+    #[arg(required = true)]
+    installables: Vec<String>,
+    /// Maximum number of builds at once.
+    #[arg(short = 'j', long = "max-jobs", default_value_t = 1)]
+    jobs: usize,
+    /// Value of NIX_BUILD_CORES for each build (default: all CPUs).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Go on building what does not depend on a failure.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    /// Name of the result symlink(s).
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "result",
+        conflicts_with = "no_link"
+    )]
+    out_link: String,
+    /// Make no result symlinks.
+    #[arg(long)]
+    no_link: bool,
+    /// Print one JSON object per installable, like `nix build --json`.
+    #[arg(long)]
+    json: bool,
+    /// Copy build logs to stderr as they are produced.
+    #[arg(short = 'L', long = "print-build-logs")]
+    print_build_logs: bool,
+    /// Kill a build after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Kill a build after this many seconds without output.
+    #[arg(long, value_name = "SECONDS")]
+    max_silent_time: Option<u64>,
+    /// Keep the build directory of a failed build.
+    #[arg(long)]
+    keep_failed: bool,
+}
+
+/// What one installable asks for, and how its result is read from the report.
+struct Request {
+    text: String,
+    drv: Option<StorePath>,
+    /// (output name, goal giving its path); for a bare store path, ("", Path goal).
+    wanted: Vec<(String, Goal)>,
+    all_outputs_of: Option<Goal>,
+}
+
+pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
+    let store = open(location)?;
+    let requests = args
+        .installables
+        .iter()
+        .map(|i| parse_installable(&store, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut settings =
+        BuildSettings::new(std::env::current_exe().context("locating the kiln executable")?);
+    if let Some(c) = args.cores {
+        settings.cores = c;
+    }
+    settings.keep_failed = args.keep_failed;
+    settings.timeout = args.timeout.map(Duration::from_secs);
+    settings.max_silent_time = args.max_silent_time.map(Duration::from_secs);
+    let progress = ProgressReport::new();
+    let bar = progress.bar.clone();
+    settings.on_start = Some(Arc::new(move |drv: &str| {
+        let line = format!("building '{drv}'...");
+        match &bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }));
+    let mut executor = DerivationExecutor::new(&store, settings);
+    if args.print_build_logs {
+        executor = executor.with_log_echo(Arc::new(Mutex::new(std::io::stderr())));
+    }
+    let scheduler = Scheduler::new(
+        executor,
+        Options {
+            jobs: NonZeroUsize::new(args.jobs.max(1)).expect("at least 1"),
+            keep_going: args.keep_going,
+        },
+    );
+    let goals: Vec<Goal> = requests
+        .iter()
+        .flat_map(|r| {
+            r.wanted
+                .iter()
+                .map(|(_, g)| g.clone())
+                .chain(r.all_outputs_of.clone())
+        })
+        .collect();
+    let mut progress = progress;
+    let report = scheduler.run(goals, &mut |e: Event<
+        '_,
+        Goal,
+        GoalOutput,
+        kiln_build::Error,
+    >| progress.event(e));
+    progress.finish();
+
+    let mut failed = false;
+    for (key, failure) in report.failed() {
+        if failure.is_root() {
+            eprintln!("error: {}", describe_failure(&store, key, failure));
+            failed = true;
+        }
+    }
+    if failed || !report.is_success() {
+        bail!("build failed");
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut json = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        let mut outputs: BTreeMap<String, StorePath> = BTreeMap::new();
+        if let Some(goal) = &request.all_outputs_of {
+            let o = report
+                .outcome(goal)
+                .and_then(|o| o.output())
+                .context("missing outcome")?;
+            outputs.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for (name, goal) in &request.wanted {
+            let o = report
+                .outcome(goal)
+                .and_then(|o| o.output())
+                .context("missing outcome")?;
+            let path = match goal {
+                Goal::Derivation(_) => o.get(name).cloned(),
+                Goal::Path(_) => o.get("").cloned(),
+            }
+            .with_context(|| format!("'{}' has no output '{name}'", request.text))?;
+            outputs.insert(name.clone(), path);
+        }
+        for (name, path) in &outputs {
+            if !args.json {
+                writeln!(out, "{}", store.store_dir().display(path))?;
+            }
+            if !args.no_link {
+                let mut link = if index == 0 {
+                    args.out_link.clone()
+                } else {
+                    format!("{}-{index}", args.out_link)
+                };
+                if !name.is_empty() && name != "out" {
+                    link = format!("{link}-{name}");
+                }
+                store.add_indirect_root(&PathBuf::from(link), path)?;
+            }
+        }
+        if args.json {
+            let mut obj = serde_json::Map::new();
+            if let Some(drv) = &request.drv {
+                obj.insert("drvPath".into(), store.store_dir().display(drv).into());
+            }
+            let outs: serde_json::Map<String, serde_json::Value> = outputs
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        if n.is_empty() {
+                            "out".to_string()
+                        } else {
+                            n.clone()
+                        },
+                        store.store_dir().display(p).into(),
+                    )
+                })
+                .collect();
+            obj.insert("outputs".into(), outs.into());
+            json.push(serde_json::Value::Object(obj));
+        }
+    }
+    if args.json {
+        writeln!(out, "{}", serde_json::Value::Array(json))?;
+    }
+    Ok(())
+}
+
+fn describe_failure(
+    store: &LocalStore,
+    key: &Goal,
+    failure: &kiln_scheduler::Failure<Goal, kiln_build::Error>,
+) -> String {
+    match failure {
+        kiln_scheduler::Failure::Plan(e) | kiln_scheduler::Failure::Run(e) => format!("{e}"),
+        other => format!("{}: {other}", goal_text(store, key)),
+    }
+}
+
+fn goal_text(store: &LocalStore, goal: &Goal) -> String {
+    match goal {
+        Goal::Derivation(p) => store.store_dir().display(p),
+        Goal::Path(p) => p.to_string(store.store_dir()),
+    }
+}
+
+fn parse_installable(store: &LocalStore, text: &str) -> anyhow::Result<Request> {
+    if text.contains('^') {
+        let parsed = DerivedPath::parse(store.store_dir(), text)
+            .with_context(|| format!("'{text}' is not an installable"))?;
+        return Ok(match parsed {
+            DerivedPath::Opaque(p) => opaque(store, text, p),
+            DerivedPath::Built { drv_path, outputs } => match (drv_path, outputs) {
+                (SingleDerivedPath::Opaque(drv), OutputsSpec::All) => Request {
+                    text: text.to_string(),
+                    all_outputs_of: Some(Goal::Derivation(drv.clone())),
+                    drv: Some(drv),
+                    wanted: Vec::new(),
+                },
+                (SingleDerivedPath::Opaque(drv), OutputsSpec::Names(names)) => Request {
+                    text: text.to_string(),
+                    wanted: names.into_iter().map(|n| (n, Goal::Derivation(drv.clone()))).collect(),
+                    drv: Some(drv),
+                    all_outputs_of: None,
+                },
+                (inner, OutputsSpec::Names(names)) => Request {
+                    text: text.to_string(),
+                    drv: None,
+                    wanted: names
+                        .into_iter()
+                        .map(|n| {
+                            let goal = Goal::Path(SingleDerivedPath::Built {
+                                drv_path: Box::new(inner.clone()),
+                                output: n.clone(),
+                            });
+                            (n, goal)
+                        })
+                        .collect(),
+                    all_outputs_of: None,
+                },
+                (_, OutputsSpec::All) => bail!("'{text}': '^*' of a dynamic derivation's output is not supported yet; name the outputs"),
+            },
+        });
+    }
+    let path = crate::store_cmd::resolve_store_path(store, text)?;
+    if path.is_derivation() {
+        // A bare `.drv` means all its outputs, as `nix-store --realise` does.
+        return Ok(Request {
+            text: text.to_string(),
+            all_outputs_of: Some(Goal::Derivation(path.clone())),
+            drv: Some(path),
+            wanted: Vec::new(),
+        });
+    }
+    Ok(opaque(store, text, path))
+}
+
+fn opaque(_store: &LocalStore, text: &str, path: StorePath) -> Request {
+    Request {
+        text: text.to_string(),
+        drv: None,
+        wanted: vec![(String::new(), Goal::Path(SingleDerivedPath::Opaque(path)))],
+        all_outputs_of: None,
+    }
+}
+
+/// A progress bar on a terminal (built/total, running).
+struct ProgressReport {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressReport {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("[{pos}/{len} built, {msg}] {wide_bar}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        ProgressReport { bar }
+    }
+
+    fn event(&mut self, event: Event<'_, Goal, GoalOutput, kiln_build::Error>) {
+        if let (Event::Progress(p), Some(bar)) = (event, &self.bar) {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("{} running", p.running));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! `kiln build` against `nix-build --option sandbox true`: the same `.drv`s (written by
+//! nix-instantiate) give outputs with the same NAR hashes and references, the sandbox
+//! isolates as Nix's does, concurrent builders never build an output twice, and
+//! failures leave nothing behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::*;
+
+/// A directory holding a static busybox named `sh` (a builder without nixpkgs).
+fn busybox_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("busybox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox not found; run scripts/test.sh to install busybox-static");
+    std::fs::copy(busybox, dir.join("sh")).unwrap();
+    dir
+}
+
+fn hash_of(args: &[&str], tmp: &Path, contents: impl FnOnce(&Path)) -> String {
+    let p = tmp.join(format!("hash-input-{}", args.len()));
+    contents(&p);
+    let mut full = args.to_vec();
+    full.push(s(&p));
+    nix_ok("nix-hash", &full).trim().to_string()
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    nix_store: PathBuf,
+    kiln_store: PathBuf,
+    expr: PathBuf,
+    args: Vec<String>,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let fod_flat = hash_of(&["--type", "sha256", "--flat"], tmp.path(), |p| {
+        std::fs::write(p, "fixed\n").unwrap()
+    });
+    let fod_rec = hash_of(&["--type", "sha256"], tmp.path(), |p| {
+        std::fs::create_dir(p).unwrap();
+        std::fs::write(p.join("f"), "fixed\n").unwrap();
+        std::os::unix::fs::symlink("f", p.join("l")).unwrap();
+    });
+    let expr = tmp.path().join("builds.nix");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/builds.nix"),
+        &expr,
+    )
+    .unwrap();
+    Fixture {
+        nix_store: tmp.path().join("nix"),
+        kiln_store: tmp.path().join("kiln"),
+        expr,
+        args: vec![
+            "--arg".into(),
+            "busybox".into(),
+            s(&busybox).to_string(),
+            "--argstr".into(),
+            "fodFlat".into(),
+            fod_flat,
+            "--argstr".into(),
+            "fodRec".into(),
+            fod_rec,
+        ],
+        _tmp: tmp,
+    }
+}
+
+impl Fixture {
+    /// `.drv` paths of `attrs`, instantiated by Nix into `store`.
+    fn instantiate(&self, store: &Path, attrs: &[&str]) -> Vec<String> {
+        let mut args: Vec<&str> = vec!["--store", s(store), s(&self.expr)];
+        args.extend(self.args.iter().map(String::as_str));
+        for a in attrs {
+            args.extend(["-A", a]);
+        }
+        nix_ok("nix-instantiate", &args)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn nix_build(&self, drvs: &[String]) {
+        let mut args: Vec<&str> = vec![
+            "--store",
+            s(&self.nix_store),
+            "--option",
+            "sandbox",
+            "true",
+            "--realise",
+        ];
+        args.extend(drvs.iter().map(String::as_str));
+        nix_ok("nix-store", &args);
+    }
+}
+
+/// path → (narHash, references) of every valid path in `store`, as Nix reports them.
+fn path_infos(store: &Path, paths: &[String]) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut args = vec!["path-info", "--store", s(store), "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let v: serde_json::Value = serde_json::from_str(&nix_ok("nix", &args)).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let refs = o["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            (
+                o["path"].as_str().unwrap().to_string(),
+                (o["narHash"].as_str().unwrap().to_string(), refs),
+            )
+        })
+        .collect()
+}
+
+const ALL: &[&str] = &[
+    "leaf1",
+    "leaf2",
+    "leaf3",
+    "chain4",
+    "multi",
+    "usesMulti",
+    "fodFlatDrv",
+    "fodRecDrv",
+    "usesFod",
+    "dump",
+    "passAsFile",
+    "structured",
+];
+
+#[test]
+fn outputs_equal_nix_sandboxed_builds() {
+    let f = fixture();
+    let nix_drvs = f.instantiate(&f.nix_store, ALL);
+    let kiln_drvs = f.instantiate(&f.kiln_store, ALL);
+    assert_eq!(
+        nix_drvs, kiln_drvs,
+        "the same expressions give the same .drv paths"
+    );
+    f.nix_build(&nix_drvs);
+    let mut args = vec!["--store", s(&f.kiln_store), "build", "--no-link", "-j", "2"];
+    args.extend(kiln_drvs.iter().map(String::as_str));
+    let printed = kiln_ok(&args);
+    // Every output of every derivation (and of their dependencies).
+    let outputs: Vec<String> = nix_ok(
+        "nix-store",
+        &[
+            &["--store", s(&f.nix_store), "-q", "--outputs"][..],
+            &nix_drvs.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    )
+    .lines()
+    .map(String::from)
+    .collect();
+    for line in printed.lines() {
+        assert!(
+            outputs.contains(&line.to_string()),
+            "kiln printed {line}, not an output"
+        );
+    }
+    let closure: Vec<String> = nix_ok(
+        "nix-store",
+        &[
+            &["--store", s(&f.nix_store), "-qR"][..],
+            &outputs.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    )
+    .lines()
+    .map(String::from)
+    .collect();
+    let theirs = path_infos(&f.nix_store, &closure);
+    let ours = path_infos(&f.kiln_store, &closure);
+    for (path, info) in &theirs {
+        assert_eq!(
+            ours.get(path),
+            Some(info),
+            "{path} differs between kiln and nix-build"
+        );
+    }
+    // The environment/filesystem dump is byte-identical.
+    let dump = outputs.iter().find(|p| p.ends_with("-envdump")).unwrap();
+    let a = std::fs::read(f.nix_store.join(dump.trim_start_matches('/'))).unwrap();
+    let b = std::fs::read(f.kiln_store.join(dump.trim_start_matches('/'))).unwrap();
+    assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&a));
+    assert_store_verifies(&f.kiln_store);
+    // Logs are kept in Nix's layout and readable with `kiln log`.
+    let log = kiln_ok(&["--store", s(&f.kiln_store), "log", &kiln_drvs[0]]);
+    assert!(log.is_empty() || !log.contains("error"), "{log}");
+}
+
+#[test]
+fn failing_builder_reports_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("fail.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in
+derivation { name = "fails"; system = "x86_64-linux"; builder = "${bb}/sh";
+  args = [ "-c" "mkdir $out; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ]; }"#,
+    )
+    .unwrap();
+    let drv = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+        ],
+    );
+    let build_tmp = tmp.path().join("buildtmp");
+    std::fs::create_dir(&build_tmp).unwrap();
+    let out = kiln()
+        .env("TMPDIR", &build_tmp)
+        .args(["--store", s(&store), "build", "--no-link", drv.trim()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "builder for '{}' failed with exit code 3",
+            drv.trim()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 12") && !stderr.contains("line 2\n"),
+        "last 10 lines: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    let valid = nix_ok("nix", &["path-info", "--store", s(&store), "--all"]);
+    assert!(!valid.contains("-fails\n"), "{valid}");
+    let leftovers: Vec<_> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".chroot") || n.ends_with("-fails"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(
+        std::fs::read_dir(&build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+    assert_store_verifies(&store);
+}
+
+#[test]
+fn sandbox_isolates_network_store_and_filesystem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let _ = (&conn).write_all(b"hello from the host\n");
+        }
+    });
+    // A path that exists in the store but is not an input.
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "secret").unwrap();
+    let secret_path = kiln_ok(&["--store", s(&store), "store", "add-path", s(&secret)]);
+    let expr = tmp.path().join("iso.nix");
+    std::fs::write(
+        &expr,
+        format!(
+            r#"{{ busybox, hash }}: let bb = builtins.path {{ path = busybox; name = "busybox"; }};
+  mk = name: script: attrs: derivation ({{ inherit name; system = "x86_64-linux"; builder = "${{bb}}/sh"; args = [ "-c" script ]; }} // attrs);
+in {{
+  noNet = mk "no-net" "(nc -w 2 127.0.0.1 {port} < /dev/null && echo REACHED || echo blocked; [ -e {secret} ] && echo SEES-SECRET || echo hidden; (echo x > /oops) 2>/dev/null && echo WROTE-ROOT || echo ro-root; (echo x > ${{bb}}/oops) 2>/dev/null && echo WROTE-INPUT || echo ro-input) > $out 2>&1; echo done" {{}};
+  fodNet = mk "fod-net" "nc -w 2 127.0.0.1 {port} < /dev/null > $out" {{ outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = hash; }};
+}}"#,
+            secret = secret_path.trim(),
+        ),
+    )
+    .unwrap();
+    let hash = {
+        let p = tmp.path().join("greeting");
+        std::fs::write(&p, "hello from the host\n").unwrap();
+        nix_ok("nix-hash", &["--type", "sha256", "--flat", s(&p)])
+            .trim()
+            .to_string()
+    };
+    let drvs = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+            "--argstr",
+            "hash",
+            &hash,
+            "-A",
+            "noNet",
+            "-A",
+            "fodNet",
+        ],
+    );
+    let drvs: Vec<&str> = drvs.lines().collect();
+    let out = kiln_ok(&["--store", s(&store), "build", "--no-link", drvs[0], drvs[1]]);
+    let outs: Vec<&str> = out.lines().collect();
+    let report = std::fs::read_to_string(store.join(outs[0].trim_start_matches('/'))).unwrap();
+    let lines: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains("nc:") && !l.contains("can't"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["blocked", "hidden", "ro-root", "ro-input"],
+        "{report}"
+    );
+    let fetched = std::fs::read_to_string(store.join(outs[1].trim_start_matches('/'))).unwrap();
+    assert_eq!(fetched, "hello from the host\n");
+}
+
+/// Each builder sleeps, and kiln prints "building '<drv>'" when it starts one.
+#[test]
+fn concurrent_builders_build_each_output_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("slow.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: deps: derivation { inherit name; system = "x86_64-linux"; builder = "${bb}/sh";
+    args = [ "-c" "sleep 0.3; echo ${name} ${toString deps} > $out" ]; };
+  a = mk "a" []; b = mk "b" [ a ]; c = mk "c" [ a ]; d = mk "d" [ b c ]; e = mk "e" [ c ];
+in { inherit d e; nixSide = mk "nix-side" [ a c ]; }"#,
+    )
+    .unwrap();
+    let inst = |attr: &str| {
+        nix_ok(
+            "nix-instantiate",
+            &[
+                "--store",
+                s(&store),
+                s(&expr),
+                "--arg",
+                "busybox",
+                s(&busybox),
+                "-A",
+                attr,
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let (d, e, nix_side) = (inst("d"), inst("e"), inst("nixSide"));
+    let spawn = |drv: &str| {
+        kiln()
+            .args(["--store", s(&store), "build", "--no-link", drv])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let k1 = spawn(&d);
+    let k2 = spawn(&e);
+    let n = nix_command("nix-store")
+        .args([
+            "--store",
+            s(&store),
+            "--option",
+            "sandbox",
+            "true",
+            "--realise",
+            &nix_side,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut built: Vec<String> = Vec::new();
+    for child in [k1, k2] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        for line in BufReader::new(stderr.as_bytes()).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("building '") {
+                built.push(rest.trim_end_matches("'...").to_string());
+            }
+        }
+    }
+    let nix_out = n.wait_with_output().unwrap();
+    assert!(
+        nix_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&nix_out.stderr)
+    );
+    for line in String::from_utf8_lossy(&nix_out.stderr).lines() {
+        if let Some(rest) = line.strip_prefix("building '") {
+            built.push(rest.trim_end_matches("'...").to_string());
+        }
+    }
+    let mut sorted = built.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        built.len(),
+        "some derivation was built twice: {built:?}"
+    );
+    assert_store_verifies(&store);
+}

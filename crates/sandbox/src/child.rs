@@ -1,0 +1,171 @@
+//! The sandboxed child, from the clone to `execve` of the builder.
+//!
+//! Runs in the new namespaces as the single thread of a fresh process, so it
+//! may do anything a single-threaded program may. Every failure is reported
+//! on the status pipe with the step that failed, then the child `_exit`s.
+//!
+//! The order follows Nix 2.8's `runChild`, except that the wait for the uid
+//! map comes after the mounts instead of before them: mounting needs only the
+//! capabilities the new user namespace already grants, so the helper writes
+//! the maps while the child mounts, and the child waits only before `setuid`.
+//! The builder cannot observe the difference.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use rustix::process::{Resource, Rlimit};
+use rustix::thread::{Gid, Uid};
+
+use crate::error::errno_text;
+use crate::plan::{flags, Plan};
+use crate::status::{self, STATUS_FD};
+use crate::{mounts, net, seccomp, sys};
+
+const PER_LINUX32: libc::c_ulong = 0x0008;
+const UNAME26: libc::c_ulong = 0x0020000;
+const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+
+/// Entry point of the cloned child. Never returns.
+pub(crate) fn main(
+    plan: &Plan,
+    sync: OwnedFd,
+    pty: RawFd,
+    status: RawFd,
+    user_namespace: bool,
+    network_ready: bool,
+) -> ! {
+    // Until the status pipe is at its fixed number, errors go to wherever it is.
+    let mut status_fd = status;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        place_fds(pty, status)?;
+        status_fd = STATUS_FD;
+        setup(plan, sync, user_namespace, network_ready)
+    }));
+    let message = match result {
+        Ok(Err(message)) => message,
+        Ok(Ok(never)) => match never {},
+        Err(_) => "panic while setting up the sandbox".to_string(),
+    };
+    status::send(status_fd, status::TAG_CHILD_ERROR, message.as_bytes());
+    sys::exit_now(1)
+}
+
+/// stdout = stderr = the pty (Nix's commonChildInit), the status pipe at its
+/// fixed close-on-exec number. The received descriptors themselves are
+/// close-on-exec and are closed with all other strays before `execve`.
+fn place_fds(pty: RawFd, status: RawFd) -> Result<(), String> {
+    // The pty first: the status descriptor may currently sit where the pty
+    // goes (never the other way round: 1 and 2 are taken when fds arrive).
+    sys::dup_onto(pty, 2, false)
+        .map_err(|e| sys_fail("cannot pipe standard error into log file", e))?;
+    sys::dup_onto(2, 1, false).map_err(|e| sys_fail("cannot dup stderr into stdout", e))?;
+    sys::dup_onto(status, STATUS_FD, true).map_err(|e| sys_fail("placing the status pipe", e))
+}
+
+fn sys_fail(what: &str, e: impl Into<std::io::Error>) -> String {
+    let e: std::io::Error = e.into();
+    format!("{what}: {}", errno_text(e.raw_os_error().unwrap_or(0)))
+}
+
+enum Never {}
+
+fn setup(
+    plan: &Plan,
+    sync: OwnedFd,
+    user_namespace: bool,
+    network_ready: bool,
+) -> Result<Never, String> {
+    // The rest of Nix's commonChildInit: own session (no controlling
+    // terminal, no terminal signals); stdin follows after the pivot.
+    rustix::process::setsid().map_err(|e| sys_fail("creating a new session", e))?;
+
+    if plan.has(flags::FILTER_SYSCALLS) {
+        seccomp::install(plan.has(flags::ALLOW_NEW_PRIVILEGES))?;
+    }
+    // A namespace prepared by the helper already has `lo` up.
+    if plan.has(flags::PRIVATE_NETWORK) && !network_ready {
+        net::loopback_up()?;
+    }
+    // Nix passes sizeof() of the literals, i.e. including the NUL.
+    rustix::system::sethostname(b"localhost\0").map_err(|e| sys_fail("cannot set host name", e))?;
+    rustix::system::setdomainname(b"(none)\0")
+        .map_err(|e| sys_fail("cannot set domain name", e))?;
+
+    mounts::setup(plan)?;
+    mounts::pivot(plan)?;
+
+    // Nix opens /dev/null for stdin before any of the above, in the first
+    // mount namespace, which Nix keeps alive (for recursive Nix) while the
+    // builder runs, so `readlink /proc/self/fd/0` says `/dev/null`. Here that
+    // namespace is gone by now and the same open would read `/null` (a
+    // detached mount); opening the sandbox's own /dev/null (a bind of the same
+    // host node) gives the builder the same file under the same name.
+    let null = rustix::fs::open(
+        c"/dev/null",
+        rustix::fs::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| sys_fail("cannot open '/dev/null'", e))?;
+    sys::dup_onto(null.as_raw_fd(), 0, false)
+        .map_err(|e| sys_fail("cannot dup null device into stdin", e))?;
+    drop(null);
+
+    // The helper writes a byte once the uid/gid maps are in place (EOF means
+    // it died without doing so).
+    let mut byte = [0u8];
+    match rustix::io::read(&sync, &mut byte) {
+        Ok(1) if byte[0] == b'1' => {}
+        _ => return Err("user namespace initialisation failed".into()),
+    }
+    drop(sync);
+    let (uid, gid) = if user_namespace {
+        (plan.sandbox_uid, plan.sandbox_gid)
+    } else {
+        (plan.host_uid, plan.host_gid)
+    };
+    // Per-thread id syscalls are exactly right: this process has one thread.
+    rustix::thread::set_thread_gid(Gid::from_raw(gid)).map_err(|e| sys_fail("setgid failed", e))?;
+    rustix::thread::set_thread_uid(Uid::from_raw(uid)).map_err(|e| sys_fail("setuid failed", e))?;
+
+    rustix::process::chdir(&*plan.build_dir_inside).map_err(|e| {
+        sys_fail(
+            &format!(
+                "changing into '{}'",
+                plan.build_dir_inside.to_string_lossy()
+            ),
+            e,
+        )
+    })?;
+    // Everything but stdio and the close-on-exec status pipe.
+    sys::close_from(STATUS_FD + 1).map_err(|e| sys_fail("closing file descriptors", e))?;
+
+    if plan.has(flags::LINUX32) {
+        sys::personality(PER_LINUX32).map_err(|e| sys_fail("cannot set 32-bit personality", e))?;
+    }
+    if plan.has(flags::UNAME26) {
+        if let Ok(cur) = sys::personality(0xffff_ffff) {
+            let _ = sys::personality(cur as libc::c_ulong | UNAME26);
+        }
+    }
+    // Nix ignores failures of both of these.
+    if let Ok(cur) = sys::personality(0xffff_ffff) {
+        let _ = sys::personality(cur as libc::c_ulong | ADDR_NO_RANDOMIZE);
+    }
+    // Soft limit 0 and hard limit infinity, exactly Nix's call: raising the
+    // hard limit fails (ignored) unless it already is infinite.
+    let _ = rustix::process::setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: None,
+        },
+    );
+
+    sys::reset_signals();
+    status::send(STATUS_FD, status::TAG_READY, &[]);
+    let err = sys::execve(&plan.builder, &plan.argv, &plan.envp);
+    Err(format!(
+        "executing '{}': {}",
+        plan.builder.to_string_lossy(),
+        errno_text(err.raw_os_error().unwrap_or(0))
+    ))
+}

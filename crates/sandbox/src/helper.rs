@@ -1,0 +1,361 @@
+//! The helper process ("zygote"): started once per caller process by
+//! [`crate::run`] as `<exe> HELPER_ARG`, it serves one request per build:
+//! read the plan, clone the sandboxed child into new namespaces (as a sibling,
+//! `CLONE_PARENT`, so the caller waits for the builder as Nix waits for its
+//! own), write the child's uid/gid maps, signal it, and wait for the next
+//! request.
+//!
+//! Why a separate executable: the caller is multi-threaded, and a clone of a
+//! multi-threaded process may only call async-signal-safe functions. The
+//! helper is single-threaded, so its child can run ordinary code (allocate,
+//! format errors) during setup. Why it stays alive: starting a process costs
+//! about a millisecond here, a fifth of the whole budget of a trivial build.
+//!
+//! Descriptors: 0 = a Unix stream socket to the caller (requests in, one
+//! readiness line out), 1 and 2 = /dev/null. A request is `u32 LE length |
+//! plan` with two descriptors attached (`SCM_RIGHTS`): the pty slave and the
+//! write end of that build's status pipe. Each request's outcome goes to its
+//! status pipe; the socket only carries requests. EOF on it ends the helper.
+
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, Signal};
+use rustix::thread::LinkNameSpaceType;
+
+use crate::error::errno_text;
+use crate::idmap;
+use crate::plan::{flags, Plan};
+use crate::status;
+use crate::sys;
+
+/// The argument that makes an executable run [`helper_main`].
+pub const HELPER_ARG: &str = "__kiln-sandbox-helper";
+
+/// The line a helper writes on its socket once it is ready for requests.
+pub(crate) const READY_LINE: &[u8] = b"kiln-sandbox-helper 1 ready\n";
+
+/// Runs the helper. Call this, and nothing else, when the process was started
+/// with [`HELPER_ARG`] as its first argument; it never returns.
+pub fn helper_main() -> ! {
+    let stdin = std::io::stdin();
+    let sock = stdin.as_fd();
+    // Supplementary groups cannot be dropped from inside a user namespace;
+    // as root, drop them here, once, for every sandbox (Nix does the same).
+    let startup = if rustix::process::getuid().is_root() {
+        rustix::thread::set_thread_groups(&[])
+            .map_err(|e| format!("setgroups failed: {}", errno_text(e.raw_os_error())))
+    } else {
+        Ok(())
+    };
+    // Do not keep the caller's working directory busy, nor anything it let
+    // leak to us without close-on-exec (a lock file, say: its flock would
+    // live as long as this process).
+    let _ = rustix::process::chdir(c"/");
+    let _ = sys::close_from(3);
+    let hello = match &startup {
+        Ok(()) => READY_LINE.to_vec(),
+        Err(message) => format!("error: {message}\n").into_bytes(),
+    };
+    if startup.is_err() || rustix::io::write(sock, &hello) != Ok(hello.len()) {
+        sys::exit_now(1);
+    }
+    let mut nets = SpareNetwork::new();
+    loop {
+        // Make the next network namespace while idle, not while a build
+        // (of a parallel job) is already waiting.
+        if !request_pending(sock) {
+            nets.replenish();
+        }
+        match receive(sock) {
+            Ok(Some(request)) => serve(request, &mut nets),
+            Ok(None) => sys::exit_now(0),
+            Err(_) => sys::exit_now(1),
+        }
+    }
+}
+
+/// A private network namespace made ahead of time, between requests.
+///
+/// Creating a network namespace is the most expensive part of the clone
+/// (about half a millisecond here), so the helper makes the next one while the
+/// current build runs, brings its `lo` up, and moves the next child into it
+/// before cloning. Each namespace is used by exactly one build, like a fresh
+/// `CLONE_NEWNET`. The one difference: it is owned by the initial user
+/// namespace instead of the sandbox's, which the builder could only see
+/// through `ioctl(NS_GET_USERNS)`; it has no capabilities in either.
+/// Only root can do this; other callers get `CLONE_NEWNET` as in Nix.
+struct SpareNetwork {
+    /// The helper's own network namespace, to return to after each dance.
+    home: Option<OwnedFd>,
+    spare: Option<OwnedFd>,
+}
+
+impl SpareNetwork {
+    fn new() -> SpareNetwork {
+        let home = if rustix::process::geteuid().is_root() {
+            rustix::fs::open(
+                c"/proc/self/ns/net",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+        } else {
+            None
+        };
+        SpareNetwork { home, spare: None }
+    }
+
+    /// Makes a spare namespace if there is none; failures just mean the next
+    /// build uses `CLONE_NEWNET`.
+    fn replenish(&mut self) {
+        let Some(home) = &self.home else { return };
+        if self.spare.is_some() {
+            return;
+        }
+        if sys::unshare_network_namespace().is_err() {
+            self.home = None;
+            return;
+        }
+        let made = crate::net::loopback_up().ok().and_then(|()| {
+            rustix::fs::open(
+                c"/proc/self/ns/net",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+        });
+        go_home(home);
+        self.spare = made;
+    }
+
+    /// Enters the spare namespace for the next clone; `None` if there is none.
+    fn enter(&mut self) -> Option<Entered<'_>> {
+        let spare = self.spare.take()?;
+        let home = self.home.as_ref()?;
+        rustix::thread::move_into_link_name_space(spare.as_fd(), Some(LinkNameSpaceType::Network))
+            .ok()?;
+        Some(Entered { home })
+    }
+}
+
+/// While alive, the helper is in a spare network namespace; dropping it
+/// returns home.
+struct Entered<'a> {
+    home: &'a OwnedFd,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        go_home(self.home);
+    }
+}
+
+fn go_home(home: &OwnedFd) {
+    // Staying in a used or spare namespace would give later fixed-output
+    // builds the wrong network: better to die and be restarted.
+    if rustix::thread::move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))
+        .is_err()
+    {
+        sys::exit_now(3);
+    }
+}
+
+struct Request {
+    plan: Vec<u8>,
+    pty: OwnedFd,
+    status: OwnedFd,
+}
+
+fn serve(request: Request, nets: &mut SpareNetwork) {
+    let Request { plan, pty, status } = request;
+    if let Err(message) = start(&plan, &pty, &status, nets) {
+        status::send(
+            status.as_raw_fd(),
+            status::TAG_HELPER_ERROR,
+            message.as_bytes(),
+        );
+    }
+    // Dropping our copies of the pty and the status pipe only now, after any
+    // error was sent, lets the caller see EOF once the child has executed the
+    // builder (or died).
+}
+
+fn start(
+    plan_bytes: &[u8],
+    pty: &OwnedFd,
+    status: &OwnedFd,
+    nets: &mut SpareNetwork,
+) -> Result<(), String> {
+    let plan = Plan::decode(plan_bytes)?;
+    let status_fd = status.as_raw_fd();
+    let (sync_read, sync_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+        .map_err(|e| format!("creating a pipe: {}", errno_text(e.raw_os_error())))?;
+
+    let mut clone_flags = (libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_PARENT
+        | libc::SIGCHLD) as libc::c_ulong;
+    let entered = if plan.has(flags::PRIVATE_NETWORK) {
+        nets.enter()
+    } else {
+        None
+    };
+    let network_ready = entered.is_some();
+    if plan.has(flags::PRIVATE_NETWORK) && !network_ready {
+        clone_flags |= libc::CLONE_NEWNET as libc::c_ulong;
+    }
+    let mut user_namespace = plan.has(flags::USER_NAMESPACE);
+    if user_namespace {
+        clone_flags |= libc::CLONE_NEWUSER as libc::c_ulong;
+    }
+
+    // SAFETY: the helper is single-threaded: it is a freshly executed process
+    // whose helper_main starts no threads.
+    let attempt = |flags| unsafe { sys::clone_process(flags) };
+    let mut cloned = attempt(clone_flags);
+    if user_namespace
+        && matches!(
+            cloned.as_ref().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EPERM | libc::EINVAL))
+        )
+    {
+        // Some kernels refuse user namespaces (to unprivileged callers, or
+        // entirely); Nix retries without one.
+        user_namespace = false;
+        clone_flags &= !(libc::CLONE_NEWUSER as libc::c_ulong);
+        cloned = attempt(clone_flags);
+    }
+    let pid = match cloned {
+        Ok(0) => {
+            // In the child: without its own copy of the write end, the sync
+            // read sees EOF if the helper dies before signalling.
+            drop(sync_write);
+            crate::child::main(
+                &plan,
+                sync_read,
+                pty.as_raw_fd(),
+                status_fd,
+                user_namespace,
+                network_ready,
+            )
+        }
+        Ok(pid) => pid,
+        Err(e) => {
+            return Err(format!(
+                "cloning builder process: {}",
+                errno_text(e.raw_os_error().unwrap_or(0))
+            ))
+        }
+    };
+    drop(entered);
+    drop(sync_read);
+    status::send(status_fd, status::TAG_PID, &pid.to_le_bytes());
+
+    let finish = || -> Result<(), String> {
+        if user_namespace {
+            idmap::write_maps(
+                pid,
+                plan.sandbox_uid,
+                plan.host_uid,
+                plan.sandbox_gid,
+                plan.host_gid,
+            )?;
+        } else {
+            if !rustix::process::getuid().is_root() {
+                return Err(
+                    "cannot perform a sandboxed build because user namespaces are not enabled; \
+                            check /proc/sys/user/max_user_namespaces"
+                        .into(),
+                );
+            }
+            // /etc/passwd was written for the namespace ids; Nix writes it
+            // after the clone with the ids actually in use.
+            if let Some((path, contents)) = &plan.passwd_fallback {
+                let path = std::path::Path::new(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+                );
+                std::fs::write(path, contents).map_err(|e| {
+                    format!(
+                        "writing '{}': {}",
+                        path.display(),
+                        errno_text(e.raw_os_error().unwrap_or(0))
+                    )
+                })?;
+            }
+        }
+        rustix::io::write(&sync_write, b"1").map_err(|e| {
+            format!(
+                "signalling the sandboxed process: {}",
+                errno_text(e.raw_os_error())
+            )
+        })?;
+        Ok(())
+    };
+    let result = finish();
+    if result.is_err() {
+        // Don't leave a half-set-up sandbox waiting for the sync byte.
+        if let Some(pid) = Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+    result
+}
+
+fn request_pending(sock: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+    matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+}
+
+/// Reads one request; `None` at EOF (the caller is gone).
+fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
+    let mut header = [0u8; 4];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut header)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other.map_err(|e| format!("receiving a request: {e}"))?,
+        }
+    };
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    read_exact(sock, &mut header[msg.bytes..])?;
+    let mut plan = vec![0u8; u32::from_le_bytes(header) as usize];
+    read_exact(sock, &mut plan)?;
+    let mut fds = fds.into_iter();
+    match (fds.next(), fds.next(), fds.next()) {
+        (Some(pty), Some(status), None) => Ok(Some(Request { plan, pty, status })),
+        _ => Err("a request must carry exactly two descriptors".into()),
+    }
+}
+
+fn read_exact(sock: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<(), String> {
+    while !buf.is_empty() {
+        match rustix::io::read(sock, &mut *buf) {
+            Ok(0) => return Err("request truncated".into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("reading a request: {e}")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! kiln-sandbox: runs one builder process in a Linux sandbox that looks, from
+//! the inside, exactly like Nix 2.8's (spec `local-store.md` §4.2–4.7).
+//!
+//! Layer: below `kiln-build`, beside the store; it knows nothing about
+//! derivations, the database or build users. Its caller computes the
+//! environment, the input closure and the ids to map, and afterwards moves the
+//! outputs out of [`Prepared::chroot_store`] before calling [`cleanup`].
+//!
+//! Flow: [`prepare`] builds the chroot (`tmp` 01777, `etc` files,
+//! `<store>` 01775, inputs, every mount point) and resolves a plan; [`run`]
+//! hands the plan to a helper process (`<exe> HELPER_ARG`, whose `main` calls
+//! [`helper_main`]; started on first use and kept) that clones the builder
+//! into fresh user/mount/PID/IPC/UTS(/network) namespaces and maps uid
+//! 1000/gid 100 to the given host ids; the clone mounts, pivots, installs the
+//! seccomp filter and executes the builder as PID 1; [`run`] streams its pty
+//! into the caller's log and enforces the time and size limits.
+//!
+//! Invariants:
+//! * The caller process never forks into namespaces: all privileged setup
+//!   happens in the single-threaded helper and its child, so [`run`] is safe
+//!   from any thread, concurrently.
+//! * Killing the builder (PID 1 of its namespace) kills the whole sandbox; no
+//!   sandbox process survives [`run`].
+//! * Every mount happens inside the sandbox's private mount namespace; the
+//!   host's mount table is never changed.
+//! * The builder's environment is exactly [`SandboxSpec::env`]; nothing is added.
+//! * This is the only crate of the workspace with `unsafe`: the private `sys`
+//!   module wraps the raw syscalls, and `helper` makes the one call whose
+//!   soundness depends on the caller (clone of a single-threaded process).
+//!   Every block has a `SAFETY:` comment.
+//!
+//! Where the mechanics differ from Nix 2.8 (checked by `tests/differential.rs`
+//! to leave the builder's view unchanged, unless noted):
+//! * setup errors travel on a separate status pipe, not the pty;
+//! * mount points are created before the clone, by [`prepare`]; file mount
+//!   points are hard links of one empty file (cheaper than new inodes);
+//! * `pivot_root(".", ".")` instead of a `real-root` directory;
+//! * stdin is the sandbox's `/dev/null`, opened after the pivot (Nix's is the
+//!   host's, opened before, in a namespace it keeps alive: same name, same node);
+//! * the child waits for its uid map just before `setuid`, not before mounting;
+//! * the helper is a long-lived process, so umask and rlimits are those of
+//!   the caller when the helper started;
+//! * as root, the private network namespace is made ahead of time by the
+//!   helper: owned by the initial user namespace instead of the sandbox's
+//!   (visible only through `ioctl(NS_GET_USERNS)`);
+//! * builders start with every signal at its default; Nix passes on whatever
+//!   its own parent left ignored.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod child;
+mod cleanup;
+mod error;
+#[allow(unsafe_code)] // the one `clone` call; see helper.rs
+mod helper;
+mod idmap;
+mod mounts;
+mod net;
+mod plan;
+mod prepare;
+mod pty;
+mod pump;
+mod run;
+mod seccomp;
+mod spec;
+mod status;
+#[allow(unsafe_code)]
+mod sys;
+mod zygote;
+
+pub use cleanup::cleanup;
+pub use error::Error;
+pub use helper::{helper_main, HELPER_ARG};
+pub use prepare::{prepare, user_namespaces_enabled, Prepared};
+pub use run::{run, Outcome};
+pub use spec::{
+    nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
+    SANDBOX_UID,
+};

@@ -1,0 +1,202 @@
+//! The caller's side of a sandboxed run: start the helper, learn the builder's
+//! pid and setup result from the status pipe, pump the log, kill the sandbox,
+//! reap the builder.
+//!
+//! Safe to call from several threads at once: every descriptor created here
+//! is close-on-exec, and the builder (a sibling of the helper, cloned with
+//! `CLONE_PARENT`) is reaped by pid, never by `wait(-1)`.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, Signal, WaitOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::prepare::Prepared;
+use crate::pump::{self, End, Limits};
+use crate::spec::SandboxSpec;
+use crate::{pty, status, zygote};
+
+/// How a sandboxed run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The builder exited with this code (0 = success).
+    Exited(i32),
+    /// The builder was killed by this signal. Includes SIGKILL after the
+    /// builder closed its output early: like Nix, end of output ends the build.
+    Signaled(i32),
+    /// `timeout` expired; the sandbox was killed.
+    TimedOut,
+    /// `max-silent-time` expired; the sandbox was killed.
+    Silent,
+    /// More than `max-build-log-size` bytes of output; the sandbox was killed.
+    LogLimitExceeded,
+}
+
+impl Outcome {
+    /// Whether the builder exited with status 0.
+    pub fn success(self) -> bool {
+        self == Outcome::Exited(0)
+    }
+
+    /// The end of Nix 2.8's message about the build, for the limits of
+    /// `spec`: `failed with exit code 1`, `failed due to signal 9 (Killed)`,
+    /// `timed out after 5 seconds`, `timed out after 5 seconds of silence`,
+    /// `killed after writing more than 100 bytes of log output`.
+    pub fn describe(self, spec: &SandboxSpec) -> String {
+        let secs = |d: Option<Duration>| d.unwrap_or_default().as_secs();
+        match self {
+            Outcome::Exited(0) => "succeeded".into(),
+            Outcome::Exited(code) => format!("failed with exit code {code}"),
+            Outcome::Signaled(sig) => format!("failed due to signal {sig} ({})", signal_name(sig)),
+            Outcome::TimedOut => format!("timed out after {} seconds", secs(spec.timeout)),
+            Outcome::Silent => format!(
+                "timed out after {} seconds of silence",
+                secs(spec.max_silent_time)
+            ),
+            Outcome::LogLimitExceeded => format!(
+                "killed after writing more than {} bytes of log output",
+                spec.max_log_size.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// "failed with exit code N" / "failed due to signal N (Name)".
+fn exit_text(status: rustix::process::WaitStatus) -> String {
+    match status.exit_status() {
+        Some(code) => format!("failed with exit code {code}"),
+        None => {
+            let sig = status.terminating_signal().unwrap_or(0);
+            format!("failed due to signal {sig} ({})", signal_name(sig))
+        }
+    }
+}
+
+/// `strsignal` text (glibc's wording) for the signals a builder dies of.
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "Hangup",
+        libc::SIGINT => "Interrupt",
+        libc::SIGQUIT => "Quit",
+        libc::SIGILL => "Illegal instruction",
+        libc::SIGTRAP => "Trace/breakpoint trap",
+        libc::SIGABRT => "Aborted",
+        libc::SIGBUS => "Bus error",
+        libc::SIGFPE => "Floating point exception",
+        libc::SIGKILL => "Killed",
+        libc::SIGUSR1 => "User defined signal 1",
+        libc::SIGSEGV => "Segmentation fault",
+        libc::SIGUSR2 => "User defined signal 2",
+        libc::SIGPIPE => "Broken pipe",
+        libc::SIGALRM => "Alarm clock",
+        libc::SIGTERM => "Terminated",
+        libc::SIGXCPU => "CPU time limit exceeded",
+        libc::SIGXFSZ => "File size limit exceeded",
+        libc::SIGSYS => "Bad system call",
+        _ => return format!("Unknown signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// Runs the prepared sandbox and returns how it ended. `helper_exe` is an
+/// executable whose `main` calls [`crate::helper_main`] when its first
+/// argument is [`crate::HELPER_ARG`] (the `kiln` binary itself); it is started once
+/// per process and kept for later runs. The builder's combined stdout/stderr
+/// is streamed into `log`. The chroot is left in place for the caller to
+/// collect outputs and then [`crate::cleanup`].
+pub fn run(prepared: &Prepared, helper_exe: &Path, log: &mut dyn Write) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let pty = pty::open(prepared.pty_owner)?;
+    let (status_read, status_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+        .map_err(|e| Error::sys("creating the status pipe", e))?;
+    zygote::submit(
+        helper_exe,
+        &prepared.plan,
+        pty.slave.as_fd(),
+        status_write.as_fd(),
+    )?;
+    // Only the helper's and the child's copies may remain: EOF on the status
+    // pipe and on the pty must mean what they say.
+    drop(status_write);
+    drop(pty.slave);
+
+    let mut status_bytes = Vec::new();
+    std::fs::File::from(status_read)
+        .read_to_end(&mut status_bytes)
+        .map_err(|e| Error::sys("reading the sandbox status pipe", e))?;
+    let report = status::parse(&status_bytes).map_err(Error::Helper)?;
+    let pid = report.pid.and_then(Pid::from_raw);
+    let pid = match (pid, report.child_error, report.helper_error) {
+        (pid, Some(message), _) => return Err(abandon(pid, Error::Setup(message))),
+        (pid, None, Some(message)) => return Err(abandon(pid, Error::Helper(message))),
+        (None, None, None) => {
+            return Err(Error::Helper(
+                "the sandbox helper exited without starting the sandbox".into(),
+            ))
+        }
+        // EOF without an error and without the ready mark: the child was
+        // killed before it could say anything (OOM killer, a signal).
+        (Some(pid), None, None) if !report.ready => {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let status = reap(pid)?;
+            return Err(Error::Setup(format!(
+                "the sandboxed process died during setup ({})",
+                exit_text(status)
+            )));
+        }
+        (Some(pid), None, None) => pid,
+    };
+
+    let limits = Limits {
+        timeout: prepared.timeout,
+        max_silent_time: prepared.max_silent_time,
+        max_log_size: prepared.max_log_size,
+    };
+    let end = pump::pump(&pty.master, &limits, started, log);
+    // Whatever happened, the sandbox goes now: killing its PID 1 kills every
+    // process in its PID namespace. After EOF this is Nix's "the builder could
+    // also have simply closed its end of the pipe, so just to be sure, kill it".
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
+    let status = reap(pid)?;
+    Ok(match end? {
+        End::Eof => Outcome::from_wait(status),
+        End::Timeout => Outcome::TimedOut,
+        End::Silence => Outcome::Silent,
+        End::LogLimit => Outcome::LogLimitExceeded,
+    })
+}
+
+/// Kills and reaps a sandbox whose setup failed, keeping the setup error.
+fn abandon(pid: Option<Pid>, err: Error) -> Error {
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let _ = reap(pid);
+    }
+    err
+}
+
+fn reap(pid: Pid) -> Result<rustix::process::WaitStatus, Error> {
+    loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return Ok(status),
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys("waiting for the builder", e)),
+        }
+    }
+}
+
+impl Outcome {
+    fn from_wait(status: rustix::process::WaitStatus) -> Outcome {
+        if let Some(code) = status.exit_status() {
+            Outcome::Exited(code)
+        } else {
+            Outcome::Signaled(status.terminating_signal().unwrap_or(0))
+        }
+    }
+}

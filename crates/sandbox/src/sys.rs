@@ -1,0 +1,243 @@
+//! The few syscalls rustix does not wrap (or wraps in a way that does not fit
+//! a freshly cloned, single-threaded helper). Every `unsafe` of the crate lives
+//! here, each block with the reason it is sound.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr;
+
+/// `clone(2)` without a new stack: the child continues from here with a copy of
+/// the address space, like `fork`, but in new namespaces and possibly as a
+/// sibling of the caller (`CLONE_PARENT`). Returns 0 in the child, the child's
+/// pid (in our PID namespace) in the parent.
+///
+/// # Safety
+/// The calling process must be single-threaded: the child gets only the calling
+/// thread, and no `atfork` handlers run, so locks held by other threads (malloc,
+/// stdio) would stay locked forever in the child.
+pub(crate) unsafe fn clone_process(flags: libc::c_ulong) -> io::Result<libc::pid_t> {
+    // SAFETY: a raw clone with a null stack pointer duplicates the process like
+    // fork; the caller guarantees there are no other threads whose state could
+    // be left inconsistent, and all pointer arguments are null (unused).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            ptr::null_mut::<libc::c_void>(),
+            0usize,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+/// `execve`; returns only on failure.
+pub(crate) fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(ptr::null());
+    // SAFETY: all three arguments point to NUL-terminated strings / null-
+    // terminated pointer arrays that outlive the call (execve does not return
+    // on success, and on failure nothing has been freed).
+    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `personality(2)`; `0xffffffff` queries without changing.
+pub(crate) fn personality(persona: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: personality takes a plain integer and touches no memory of ours.
+    let r = unsafe { libc::personality(persona) };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Closes every descriptor `>= first` (`close_range`, or `/proc/self/fd` on
+/// kernels before 5.9, which is how Nix 2.8 does it).
+pub(crate) fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; both callers (the helper
+    // at startup, the child right before exec) own no Rust object wrapping a
+    // descriptor at or above `first`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the directory's own descriptor is already closed,
+        // so at worst close returns EBADF, which is ignored.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// `dup3(old, new, O_CLOEXEC?)` onto a fixed descriptor number (stdio, the status fd).
+pub(crate) fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> {
+    let r = if old == new {
+        if !cloexec {
+            return Ok(());
+        }
+        // SAFETY: fcntl F_SETFD on a descriptor number only changes its flags.
+        unsafe { libc::fcntl(new, libc::F_SETFD, libc::FD_CLOEXEC) }
+    } else {
+        let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+        // SAFETY: dup3 onto a fixed number; any descriptor previously there is
+        // closed atomically, and the helper holds no Rust owner for it.
+        unsafe { libc::dup3(old, new, flags) }
+    };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Restores the default disposition of every signal and empties the signal
+/// mask, with raw syscalls. Handlers reset on exec by themselves, but
+/// *ignored* signals and the mask survive it: the Rust runtime ignores
+/// SIGPIPE, and glibc's `posix_spawn` (how the helper was started) leaves its
+/// two internal real-time signals ignored, which glibc's own `signal()`
+/// refuses to touch. Nix's builders start with nothing ignored or blocked.
+pub(crate) fn reset_signals() {
+    // A zeroed kernel `struct sigaction` is SIG_DFL with no flags and an
+    // empty mask, whatever the architecture's field order.
+    let default_action = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a kernel sigaction from a valid, zeroed
+        // buffer larger than the struct, and writes nothing (old = null).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                default_action.as_ptr(),
+                ptr::null_mut::<libc::c_void>(),
+                8 as libc::c_long,
+            )
+        };
+    }
+    let empty: u64 = 0;
+    // SAFETY: rt_sigprocmask reads an 8-byte mask from a valid location.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            ptr::null_mut::<libc::c_void>(),
+            8 as libc::c_long,
+        )
+    };
+}
+
+/// `_exit`: no destructors, no atexit handlers, no stdio flushing (the cloned
+/// child must not run the helper's cleanup a second time).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`.
+pub(crate) fn install_seccomp(filter: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filter.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `filter`, which is alive for the duration of the
+    // call; the kernel copies the program and keeps no reference to it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+            0 as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `ioctl(sock, SIOCSIFFLAGS, {name, flags})`.
+pub(crate) fn set_interface_flags(
+    sock: RawFd,
+    name: &[u8],
+    flags: libc::c_short,
+) -> io::Result<()> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = flags;
+    // SAFETY: SIOCSIFFLAGS reads a `struct ifreq`, which `req` is, for the
+    // duration of the call only.
+    let r = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req as *const libc::ifreq) };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `write(2)` to a descriptor known only by number (the status pipe, whose
+/// number is fixed by the helper); retried on EINTR.
+pub(crate) fn write_raw(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `data` is a valid slice for the duration of the call; an fd
+        // that is not open only yields EBADF.
+        let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `unshare(CLONE_NEWNET)` of the (single-threaded) helper itself.
+pub(crate) fn unshare_network_namespace() -> Result<(), rustix::io::Errno> {
+    // SAFETY: rustix marks unshare unsafe because unsharing file tables or fs
+    // info changes what other threads share; the helper has no other threads,
+    // and a network namespace holds no memory of ours.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+}
+
+/// `unshare(CLONE_NEWNS)` of the (single-threaded) sandboxed child.
+pub(crate) fn unshare_mount_namespace() -> Result<(), rustix::io::Errno> {
+    // SAFETY: as for unshare_network_namespace: one thread, and a mount
+    // namespace holds no memory of ours.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+}

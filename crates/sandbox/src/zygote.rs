@@ -1,0 +1,171 @@
+//! The caller's handle on the long-lived helper process (see `helper.rs`):
+//! one per helper executable, started on first use, restarted if it died.
+//!
+//! Sending a request takes a process-wide lock only for the duration of the
+//! `sendmsg`; the helper serves requests in order, each in about the time of
+//! one `clone`, and the sandboxes then set themselves up in parallel.
+
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+use crate::error::Error;
+use crate::helper::{HELPER_ARG, READY_LINE};
+
+struct Zygote {
+    exe: PathBuf,
+    child: Child,
+    sock: UnixStream,
+}
+
+static ZYGOTES: Mutex<Vec<Zygote>> = Mutex::new(Vec::new());
+
+/// How long a freshly started helper may take to say it is ready. Generous:
+/// it only guards against a wrong executable that never answers.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hands one build to the helper `exe`: the encoded plan plus the pty slave
+/// and the status pipe's write end (the helper gets its own copies).
+pub(crate) fn submit(
+    exe: &Path,
+    plan: &[u8],
+    pty: BorrowedFd<'_>,
+    status: BorrowedFd<'_>,
+) -> Result<(), Error> {
+    let mut frame = Vec::with_capacity(4 + plan.len());
+    let len = u32::try_from(plan.len())
+        .map_err(|_| Error::InvalidSpec("sandbox plan larger than 4 GiB".into()))?;
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(plan);
+
+    let mut zygotes = ZYGOTES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A helper that died since the last build (killed, or the binary was
+    // broken) shows up as EPIPE/ECONNRESET here; start a new one, once.
+    for attempt in 0..2 {
+        let at = match zygotes.iter().position(|z| z.exe == exe) {
+            Some(at) => at,
+            None => {
+                zygotes.push(spawn(exe)?);
+                zygotes.len() - 1
+            }
+        };
+        match send(zygotes[at].sock.as_fd(), &frame, pty, status) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == 0 && matches!(e, Errno::PIPE | Errno::CONNRESET) => {
+                let mut dead = zygotes.swap_remove(at);
+                let _ = dead.child.wait();
+            }
+            Err(e) => return Err(Error::sys("sending the build to the sandbox helper", e)),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+fn spawn(exe: &Path) -> Result<Zygote, Error> {
+    let spawn_error = |error| Error::SpawnHelper {
+        path: exe.to_path_buf(),
+        error,
+    };
+    let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
+    let mut child = Command::new(exe)
+        .arg(HELPER_ARG)
+        .env_clear()
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(spawn_error)?;
+    match read_ready_line(&ours) {
+        Ok(line) if line == READY_LINE => Ok(Zygote {
+            exe: exe.to_path_buf(),
+            child,
+            sock: ours,
+        }),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = match other {
+                Ok(line) if line.starts_with(b"error: ") => {
+                    String::from_utf8_lossy(&line[7..]).trim_end().to_string()
+                }
+                Ok(line) if line.is_empty() => "it exited during startup".to_string(),
+                Ok(_) => format!(
+                    "it is not a kiln sandbox helper (expected it to handle '{HELPER_ARG}')"
+                ),
+                Err(e) => e,
+            };
+            Err(Error::Helper(format!(
+                "sandbox helper '{}': {why}",
+                exe.display()
+            )))
+        }
+    }
+}
+
+/// Reads up to the first newline, giving up after [`STARTUP_TIMEOUT`].
+fn read_ready_line(mut sock: &UnixStream) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+    let mut byte = [0u8];
+    while line.last() != Some(&b'\n') {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = Timespec::try_from(left).map_err(|_| "bad timeout".to_string())?;
+        let mut fds = [PollFd::new(sock, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Err("it did not get ready in time".into()),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(format!("waiting for it: {e}")),
+        }
+        match sock.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading from it: {e}")),
+        }
+    }
+    Ok(line)
+}
+
+fn send(
+    sock: BorrowedFd<'_>,
+    frame: &[u8],
+    pty: BorrowedFd<'_>,
+    status: BorrowedFd<'_>,
+) -> Result<(), Errno> {
+    let fds = [pty, status];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let pushed = control.push(SendAncillaryMessage::ScmRights(&fds));
+    debug_assert!(pushed, "cmsg space is sized for two descriptors");
+    // The descriptors travel with the first chunk; the rest is plain data.
+    let mut sent = loop {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(frame)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Err(Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    while sent < frame.len() {
+        match rustix::net::send(sock, &frame[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
