@@ -17,9 +17,9 @@ use std::hash::Hash;
 use std::mem;
 use std::sync::Arc;
 
+use crate::cycle::{closing_cycle, stuck_cycle, WaitGraph};
 use crate::executor::Plan;
 use crate::known::Known;
-use crate::order::{Edges, TopoOrder};
 use crate::outcome::{Failure, Outcome, Report};
 
 pub(crate) type NodeId = usize;
@@ -71,7 +71,6 @@ pub(crate) enum Finished<'a, K, O, E> {
 pub(crate) struct Graph<K, O, E> {
     nodes: Vec<Node<K, O, E>>,
     index: HashMap<K, NodeId>,
-    order: TopoOrder,
     /// A stack, so that planning goes depth-first and leaves become ready (and workers
     /// busy) early instead of after the whole graph has been planned.
     unplanned: Vec<NodeId>,
@@ -82,21 +81,18 @@ pub(crate) struct Graph<K, O, E> {
     first_failure: Option<NodeId>,
 }
 
-/// The edges the cycle check may follow: from an unfinished node to a node still
-/// waiting. Entries left behind by finished or re-planned nodes fail this test.
-struct LiveEdges<'a, K, O, E>(&'a [Node<K, O, E>]);
+/// What the cycle checks may follow: from a waiting node to the unfinished keys of its
+/// current `Need` (entries that finished meanwhile are skipped).
+struct Waits<'a, K, O, E>(&'a [Node<K, O, E>]);
 
-impl<K, O, E> Edges for LiveEdges<'_, K, O, E> {
-    fn after(&self, n: usize) -> &[usize] {
-        &self.0[n].dependents
-    }
-
-    fn before(&self, n: usize) -> &[usize] {
-        &self.0[n].waits_on
-    }
-
-    fn is_live(&self, before: usize, after: usize) -> bool {
-        !self.0[before].state.is_finished() && matches!(self.0[after].state, State::Waiting { .. })
+impl<K, O, E> WaitGraph for Waits<'_, K, O, E> {
+    fn waits_for(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        let waiting = matches!(self.0[n].state, State::Waiting { .. });
+        let waits_on = if waiting { &self.0[n].waits_on[..] } else { &[] };
+        waits_on
+            .iter()
+            .copied()
+            .filter(|&d| !self.0[d].state.is_finished())
     }
 }
 
@@ -109,7 +105,6 @@ where
         Graph {
             nodes: Vec::new(),
             index: HashMap::new(),
-            order: TopoOrder::default(),
             unplanned: Vec::new(),
             ready: VecDeque::new(),
             finished: Vec::new(),
@@ -132,7 +127,6 @@ where
             waits_on: Vec::new(),
             dependents: Vec::new(),
         });
-        self.order.add_node();
         (id, true)
     }
 
@@ -212,7 +206,7 @@ where
             }
         }
 
-        // Waiting from the start so that the cycle check sees the edges added below.
+        // `x` waits while its edges are added, as it will once they are.
         self.nodes[x].state = State::Waiting { pending: 0 };
         self.nodes[x].waits_on.clear();
         let mut pending = 0;
@@ -231,10 +225,13 @@ where
                 }
                 continue;
             }
-            if let Err(cycle) = self.order.add_edge(&LiveEdges(&self.nodes), d, x) {
-                self.unplanned.extend(created.iter().rev());
-                self.fail_cycle(&cycle);
-                return;
+            // A new node waits for nothing yet, so only an existing one can close a cycle.
+            if !new {
+                if let Some(cycle) = closing_cycle(&Waits(&self.nodes), x, d) {
+                    self.unplanned.extend(created.iter().rev());
+                    self.fail_cycle(&cycle);
+                    return;
+                }
             }
             self.nodes[d].dependents.push(x);
             self.nodes[x].waits_on.push(d);
@@ -382,6 +379,25 @@ where
     /// True when nothing is queued for planning or running.
     pub(crate) fn is_idle(&self) -> bool {
         self.unplanned.is_empty() && self.ready.is_empty()
+    }
+
+    /// Called when nothing is left to plan, run or retry: every unfinished node now
+    /// waits, directly or not, on a cycle the eager check did not see (it was too long).
+    /// Fails those cycles, and with them their waiters. Returns whether it found any.
+    pub(crate) fn fail_stuck_cycles(&mut self) -> bool {
+        let mut found = false;
+        for id in 0..self.nodes.len() {
+            if self.nodes[id].state.is_finished() {
+                continue;
+            }
+            // Failing the cycle also fails everything on the way to it, `id` included,
+            // so each node is walked over at most once.
+            if let Some(cycle) = stuck_cycle(&Waits(&self.nodes), id) {
+                self.fail_cycle(&cycle);
+                found = true;
+            }
+        }
+        found
     }
 
     /// Fails whatever did not finish. The scheduler's checks make this a no-op; it is

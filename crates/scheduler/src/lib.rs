@@ -21,8 +21,9 @@
 //!   [`Outcome`]: built, skipped (plan said `Done`), or failed — by its own error, a cycle,
 //!   a failed dependency (naming it and the root cause), or not attempted because a named
 //!   failure stopped the run. [`Report`] holds them all; every goal has one.
-//! * **Cycles fail, never hang.** The edge that would make a key wait for itself is caught
-//!   when it is added (incremental topological order), and every key on the cycle fails.
+//! * **Cycles fail, never hang.** A short cycle is caught when the edge closing it is
+//!   added; any other once the run goes quiet with keys still waiting. Every key on the
+//!   cycle fails, naming the cycle, and so does everything waiting for it.
 //! * **Failure.** Without `keep_going` the first failure stops planning and starting, and
 //!   running jobs are told through [`RunContext`]; with it, everything that does not
 //!   depend on a failure is still built.
@@ -30,11 +31,11 @@
 //! Planning happens on the caller's thread, `run` on worker threads; events reach the
 //! observer on the caller's thread, in decision order.
 
+mod cycle;
 mod executor;
 mod graph;
 mod known;
 mod observer;
-mod order;
 mod outcome;
 mod pool;
 mod scheduler;

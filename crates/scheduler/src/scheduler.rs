@@ -120,10 +120,13 @@ impl<X: Executor> Coordinator<'_, '_, X> {
                 continue;
             }
             if self.running == 0 && self.retries.is_empty() {
-                // Nothing can change any more: every node is finished (or stuck, which
-                // `fail_unfinished` turns into a named failure). With every slot free,
-                // dispatch has emptied the ready queue.
+                // With every slot free, dispatch has emptied the ready queue: nothing can
+                // change any more, except by failing cycles that nothing else will break.
                 debug_assert!(self.graph.is_idle());
+                if self.graph.done() < self.graph.total() && self.graph.fail_stuck_cycles() {
+                    self.settle();
+                    continue;
+                }
                 break;
             }
             let done = match self.retries.peek() {
