@@ -94,6 +94,9 @@ pub fn verify(location: &StoreLocation, options: VerifyOptions) -> anyhow::Resul
 pub fn add_root(location: &StoreLocation, link: &Path, path: &str) -> anyhow::Result<()> {
     let store = open(location)?;
     let path = resolve_store_path(&store, path)?;
+    // Root first, then check: checked the other way round, a collector could delete
+    // the path between the check and the root.
+    store.add_temp_root(&path)?;
     if !store.is_valid(&path)? {
         bail!("path '{}' is not valid", store.store_dir().display(&path));
     }

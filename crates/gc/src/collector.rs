@@ -187,6 +187,19 @@ pub fn collect(
                 state.pending = [hash].into();
             }
         }
+        // The listing is a snapshot: a path registered since (by a process whose root
+        // we have, or one that finished meanwhile) is valid now and must stay. Checked
+        // while it is pending, so no client can start using it in between.
+        let now_valid = match StorePath::from_base_name(&name) {
+            Ok(p) => store.is_valid(&p),
+            Err(_) => Ok(false),
+        };
+        if !matches!(now_valid, Ok(false)) {
+            shared.lock().pending.clear();
+            shared.deleted.notify_all();
+            now_valid?;
+            continue;
+        }
         let freed = disk_usage(&real);
         if dry_run {
             result.bytes_freed += freed;

@@ -77,10 +77,16 @@ fn main() {
     let nodes: u32 = args.next().map_or(5000, |a| a.parse().expect("NODES"));
     let jobs: usize = args.next().map_or(2, |a| a.parse().expect("JOBS"));
     let all_goals = args.next().is_some_and(|a| a == "all");
-    let mut goals: Vec<u32> = if all_goals { (0..nodes).collect() } else { vec![0] };
+    let mut goals: Vec<u32> = if all_goals {
+        (0..nodes).collect()
+    } else {
+        vec![0]
+    };
     let mut seed = 7u64;
     for i in (1..goals.len()).rev() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         goals.swap(i, ((seed >> 33) % (i as u64 + 1)) as usize);
     }
     let exec = NoOp {

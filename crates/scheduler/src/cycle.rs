@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 /// How many nodes the eager check may look at per edge.
-pub(crate) const EAGER_BUDGET: usize = 0;
+pub(crate) const EAGER_BUDGET: usize = 16;
 
 /// The wait-for relation between unfinished nodes.
 pub(crate) trait WaitGraph {

@@ -88,7 +88,11 @@ struct Waits<'a, K, O, E>(&'a [Node<K, O, E>]);
 impl<K, O, E> WaitGraph for Waits<'_, K, O, E> {
     fn waits_for(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
         let waiting = matches!(self.0[n].state, State::Waiting { .. });
-        let waits_on = if waiting { &self.0[n].waits_on[..] } else { &[] };
+        let waits_on = if waiting {
+            &self.0[n].waits_on[..]
+        } else {
+            &[]
+        };
         waits_on
             .iter()
             .copied()

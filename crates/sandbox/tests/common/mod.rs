@@ -24,6 +24,14 @@ pub struct Fixture {
     n: AtomicUsize,
 }
 
+impl Drop for Fixture {
+    /// The store copy of busybox is read-only, which `TempDir` cannot delete
+    /// as an ordinary user; kiln's own cleanup can.
+    fn drop(&mut self) {
+        let _ = kiln_sandbox::cleanup(self.dir.path());
+    }
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::Builder::new()
