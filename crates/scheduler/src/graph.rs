@@ -17,7 +17,7 @@ use std::hash::Hash;
 use std::mem;
 use std::sync::Arc;
 
-use crate::cycle::{closing_cycle, stuck_cycle, WaitGraph};
+use crate::cycle::{stuck_cycle, EagerCheck, WaitGraph};
 use crate::executor::Plan;
 use crate::known::Known;
 use crate::outcome::{Failure, Outcome, Report};
@@ -71,6 +71,7 @@ pub(crate) enum Finished<'a, K, O, E> {
 pub(crate) struct Graph<K, O, E> {
     nodes: Vec<Node<K, O, E>>,
     index: HashMap<K, NodeId>,
+    eager: EagerCheck,
     /// A stack, so that planning goes depth-first and leaves become ready (and workers
     /// busy) early instead of after the whole graph has been planned.
     unplanned: Vec<NodeId>,
@@ -109,6 +110,7 @@ where
         Graph {
             nodes: Vec::new(),
             index: HashMap::new(),
+            eager: EagerCheck::default(),
             unplanned: Vec::new(),
             ready: VecDeque::new(),
             finished: Vec::new(),
@@ -231,7 +233,8 @@ where
             }
             // A new node waits for nothing yet, so only an existing one can close a cycle.
             if !new {
-                if let Some(cycle) = closing_cycle(&Waits(&self.nodes), x, d) {
+                let nodes = self.nodes.len();
+                if let Some(cycle) = self.eager.closing_cycle(&Waits(&self.nodes), nodes, x, d) {
                     self.unplanned.extend(created.iter().rev());
                     self.fail_cycle(&cycle);
                     return;

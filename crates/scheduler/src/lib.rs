@@ -29,7 +29,41 @@
 //!   depend on a failure is still built.
 //!
 //! Planning happens on the caller's thread, `run` on worker threads; events reach the
-//! observer on the caller's thread, in decision order.
+//! observer on the caller's thread, in decision order. A [`RunOutcome::Retry`] calls `run`
+//! again after its delay, not `plan`: the job re-checks what it waited for (Nix's "someone
+//! beat us to it" after an output lock).
+//!
+//! ```
+//! use kiln_scheduler::{Executor, Known, NoopObserver, Options, Plan, RunContext, RunOutcome, Scheduler};
+//!
+//! /// Key `n` needs `n - 1` and outputs the sum `0 + 1 + … + n`.
+//! struct Sum;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("never")]
+//! struct Never;
+//!
+//! impl Executor for Sum {
+//!     type Key = u32;
+//!     type Output = u32;
+//!     type Error = Never;
+//!
+//!     fn plan(&self, n: &u32, known: &Known<u32, u32>) -> Result<Plan<u32, u32>, Never> {
+//!         Ok(if *n > 0 && !known.contains(&(n - 1)) { Plan::Need(vec![n - 1]) } else { Plan::Ready })
+//!     }
+//!
+//!     fn run(&self, n: &u32, known: &Known<u32, u32>, _: &RunContext) -> Result<RunOutcome<u32>, Never> {
+//!         let below = if *n > 0 { known.get(&(n - 1)).copied().unwrap() } else { 0 };
+//!         Ok(RunOutcome::Built(below + n))
+//!     }
+//! }
+//!
+//! let scheduler = Scheduler::new(Sum, Options { jobs: 2.try_into().unwrap(), keep_going: false });
+//! let report = scheduler.run([10, 4, 10], &mut NoopObserver);
+//! assert!(report.is_success());
+//! assert_eq!(report.outcome(&10).and_then(|o| o.output()), Some(&55));
+//! assert_eq!(report.built().count(), 11); // 0..=10, each once
+//! ```
 
 mod cycle;
 mod executor;

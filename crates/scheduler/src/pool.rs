@@ -119,6 +119,16 @@ impl<'scope, 'env, X: Executor> Pool<'scope, 'env, X> {
     }
 }
 
+impl<X: Executor> Drop for Pool<'_, '_, X> {
+    fn drop(&mut self) {
+        // The coordinator is unwinding (an observer or the scheduler itself panicked):
+        // the scope will wait for the running jobs, so ask them to stop.
+        if thread::panicking() {
+            self.cancel.cancel();
+        }
+    }
+}
+
 fn work<X: Executor>(
     executor: &X,
     ctx: RunContext,

@@ -9,13 +9,16 @@ use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::executor::{CancelToken, Executor, Plan, RunOutcome};
 use crate::graph::{Finished, Graph, NodeId};
 use crate::observer::{Decision, Event, Observer, Progress};
 use crate::outcome::{Failure, Report};
 use crate::pool::{panic_message, Job, JobDone, JobFailure, Pool};
+
+/// A retry deadline too far to represent is replaced by this; it is as good as never.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -35,12 +38,14 @@ impl Default for Options {
     }
 }
 
+/// Runs goal graphs with one executor. Each [`run`](Scheduler::run) is independent: its
+/// own nodes, dedup and job slots (kiln should drive everything through one run, as
+/// several runs at once would not share work or respect a common `-j`).
 pub struct Scheduler<X> {
     executor: X,
     options: Options,
 }
 
-type ReportOf<X> = Report<<X as Executor>::Key, <X as Executor>::Output, <X as Executor>::Error>;
 type ObserverOf<'o, X> =
     dyn Observer<<X as Executor>::Key, <X as Executor>::Output, <X as Executor>::Error> + 'o;
 
@@ -62,8 +67,8 @@ impl<X: Executor> Scheduler<X> {
     pub fn run(
         &self,
         goals: impl IntoIterator<Item = X::Key>,
-        observer: &mut ObserverOf<'_, X>,
-    ) -> ReportOf<X> {
+        observer: &mut dyn Observer<X::Key, X::Output, X::Error>,
+    ) -> Report<X::Key, X::Output, X::Error> {
         let mut graph = Graph::new();
         let goals = graph.add_goals(goals);
         let cancel = CancelToken::new();
@@ -197,9 +202,8 @@ impl<X: Executor> Coordinator<'_, '_, X> {
                 self.graph.park(node);
                 let key = self.graph.key(node);
                 self.observer.event(Event::Retrying { key, slot, delay });
-                // An overflowing deadline is as good as never; a far-future one will do.
                 let now = Instant::now();
-                let deadline = now.checked_add(delay).unwrap_or(now + YEAR);
+                let deadline = now.checked_add(delay).unwrap_or(now + FAR_FUTURE);
                 self.retries.push(Reverse((deadline, node)));
             }
             (Err(JobFailure::Error(error)), Some(because)) => {
@@ -264,5 +268,3 @@ impl<X: Executor> Coordinator<'_, '_, X> {
         }
     }
 }
-
-const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);

@@ -6,7 +6,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use kiln_hash::Hasher;
@@ -18,11 +20,34 @@ use crate::error::{Error, IoContext, Result};
 /// Nix sets every store file's mtime to 1 second after the epoch.
 const CANONICAL_MTIME_SECS: i64 = 1;
 
+/// Files up to this size are read whole and written by the writer threads; larger ones
+/// are streamed by the walking thread so memory stays bounded.
+const SMALL_FILE: u64 = 256 * 1024;
+/// Creating inodes is the expensive part on real filesystems (ext4 spends its time
+/// finding a free inode); two writers keep both cores busy while the walk hashes.
+const WRITERS: usize = 2;
+
 pub(crate) struct TreeCopier<'a, W: Write> {
     pub nar: NarWriter<W>,
     /// Also hash the raw bytes of a single regular file (flat ingestion).
     pub flat: Option<&'a mut Hasher>,
     buf: Vec<u8>,
+    /// Directories to make read-only and give mtime 1 once all writes are done,
+    /// children before parents.
+    finished_dirs: Vec<PathBuf>,
+}
+
+/// Work for a writer thread.
+enum Job {
+    File {
+        dst: PathBuf,
+        executable: bool,
+        contents: Vec<u8>,
+    },
+    Symlink {
+        dst: PathBuf,
+        target: PathBuf,
+    },
 }
 
 impl<'a, W: Write> TreeCopier<'a, W> {
@@ -31,31 +56,71 @@ impl<'a, W: Write> TreeCopier<'a, W> {
             nar: NarWriter::new(nar_sink),
             flat,
             buf: vec![0u8; 256 * 1024],
+            finished_dirs: Vec::new(),
         }
     }
 
-    /// Copy `src` to `dst`, which must not exist.
+    /// Copy `src` to `dst`, which must not exist. The walk (reading and hashing, in
+    /// NAR order) runs here; creating small files and symlinks is handed to writer
+    /// threads. Everything is in place and canonical when this returns `Ok`.
     pub fn copy(&mut self, src: &Path, dst: &Path) -> Result<()> {
+        let (sender, receiver) = mpsc::sync_channel::<Job>(256);
+        let receiver = Mutex::new(receiver);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let walked = std::thread::scope(|scope| {
+            for _ in 0..WRITERS {
+                scope.spawn(|| loop {
+                    let job = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    if let Err(e) = run_job(job) {
+                        failure
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+            }
+            let walked = self.copy_node(src, dst, &sender);
+            drop(sender);
+            walked
+        });
+        walked?;
+        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        for dir in self.finished_dirs.drain(..) {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).ctx("chmod", &dir)?;
+            set_mtime_by_path(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn copy_node(&mut self, src: &Path, dst: &Path, jobs: &SyncSender<Job>) -> Result<()> {
         let meta = fs::symlink_metadata(src).ctx("reading", src)?;
         let kind = meta.file_type();
         if self.flat.is_some() && !kind.is_file() {
             return Err(Error::NotARegularFile(src.to_path_buf()));
         }
         if kind.is_dir() {
-            self.copy_dir(src, dst)
+            self.copy_dir(src, dst, jobs)
         } else if kind.is_file() {
-            self.copy_file(src, dst, &meta)
+            self.copy_file(src, dst, &meta, jobs)
         } else if kind.is_symlink() {
             let target = fs::read_link(src).ctx("reading symlink", src)?;
             self.nar.symlink(target.as_os_str().as_bytes())?;
-            std::os::unix::fs::symlink(&target, dst).ctx("creating symlink", dst)?;
-            set_symlink_mtime(dst)
+            send(
+                jobs,
+                Job::Symlink {
+                    dst: dst.to_path_buf(),
+                    target,
+                },
+            )
         } else {
             Err(Error::UnsupportedFileType(src.to_path_buf()))
         }
     }
 
-    fn copy_dir(&mut self, src: &Path, dst: &Path) -> Result<()> {
+    fn copy_dir(&mut self, src: &Path, dst: &Path, jobs: &SyncSender<Job>) -> Result<()> {
         self.nar.begin_directory()?;
         fs::DirBuilder::new()
             .mode(0o755)
@@ -69,26 +134,50 @@ impl<'a, W: Write> TreeCopier<'a, W> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             self.nar.entry(name.as_bytes())?;
-            self.copy(&src.join(&name), &dst.join(&name))?;
+            self.copy_node(&src.join(&name), &dst.join(&name), jobs)?;
         }
         self.nar.end_directory()?;
-        // Mode and mtime last: adding entries would bump the mtime again.
-        fs::set_permissions(dst, fs::Permissions::from_mode(0o555)).ctx("chmod", dst)?;
-        set_mtime_by_path(dst)
+        // Mode and mtime only after the writers are done: adding entries would bump
+        // the mtime again.
+        self.finished_dirs.push(dst.to_path_buf());
+        Ok(())
     }
 
-    fn copy_file(&mut self, src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
+    fn copy_file(
+        &mut self,
+        src: &Path,
+        dst: &Path,
+        meta: &fs::Metadata,
+        jobs: &SyncSender<Job>,
+    ) -> Result<()> {
         let executable = meta.mode() & 0o100 != 0;
         let size = meta.len();
         let mut input = File::open(src).ctx("opening", src)?;
-        // Creating with the final read-only mode still lets this descriptor write.
-        let mut output = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if executable { 0o555 } else { 0o444 })
-            .open(dst)
-            .ctx("creating", dst)?;
         self.nar.begin_file(executable, size)?;
+        if size <= SMALL_FILE {
+            // One read of the whole file, plus one to see the end: it must not have
+            // grown or shrunk since the stat.
+            let mut contents = Vec::with_capacity(size as usize + 1);
+            (&mut input)
+                .take(size + 1)
+                .read_to_end(&mut contents)
+                .ctx("reading", src)?;
+            check_size(src, size, contents.len() as u64)?;
+            self.nar.write_contents(&contents)?;
+            if let Some(flat) = self.flat.as_deref_mut() {
+                flat.update(&contents);
+            }
+            self.nar.end_file()?;
+            return send(
+                jobs,
+                Job::File {
+                    dst: dst.to_path_buf(),
+                    executable,
+                    contents,
+                },
+            );
+        }
+        let mut output = create_file(dst, executable)?;
         let mut copied = 0u64;
         loop {
             let n = match input.read(&mut self.buf) {
@@ -108,18 +197,62 @@ impl<'a, W: Write> TreeCopier<'a, W> {
             }
             output.write_all(chunk).ctx("writing", dst)?;
         }
-        if copied != size {
-            return Err(Error::Io {
-                context: "file changed size while being added",
-                path: src.to_path_buf(),
-                source: std::io::Error::other(format!("expected {size} bytes, read {copied}")),
-            });
-        }
+        check_size(src, size, copied)?;
         self.nar.end_file()?;
-        output
-            .set_modified(UNIX_EPOCH + Duration::from_secs(CANONICAL_MTIME_SECS as u64))
-            .ctx("setting mtime", dst)
+        set_file_mtime(&output, dst)
     }
+}
+
+fn check_size(src: &Path, expected: u64, got: u64) -> Result<()> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(Error::Io {
+        context: "file changed size while being added",
+        path: src.to_path_buf(),
+        source: std::io::Error::other(format!("expected {expected} bytes, read {got}")),
+    })
+}
+
+fn send(jobs: &SyncSender<Job>, job: Job) -> Result<()> {
+    jobs.send(job).map_err(|_| Error::Io {
+        context: "handing work to a writer thread",
+        path: PathBuf::new(),
+        source: std::io::Error::other("all writer threads have stopped"),
+    })
+}
+
+fn run_job(job: Job) -> Result<()> {
+    match job {
+        Job::File {
+            dst,
+            executable,
+            contents,
+        } => {
+            let mut output = create_file(&dst, executable)?;
+            output.write_all(&contents).ctx("writing", &dst)?;
+            set_file_mtime(&output, &dst)
+        }
+        Job::Symlink { dst, target } => {
+            std::os::unix::fs::symlink(&target, &dst).ctx("creating symlink", &dst)?;
+            set_symlink_mtime(&dst)
+        }
+    }
+}
+
+/// Creating with the final read-only mode still lets this descriptor write.
+fn create_file(dst: &Path, executable: bool) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o555 } else { 0o444 })
+        .open(dst)
+        .ctx("creating", dst)
+}
+
+fn set_file_mtime(file: &File, path: &Path) -> Result<()> {
+    file.set_modified(UNIX_EPOCH + Duration::from_secs(CANONICAL_MTIME_SECS as u64))
+        .ctx("setting mtime", path)
 }
 
 fn canonical_times() -> Timestamps {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::fake::{options, run, Ev, Fake, Rec, Spec};
-use kiln_scheduler::{NoopObserver, Outcome, Scheduler};
+use kiln_scheduler::{Decision, Event, NoopObserver, Outcome, Scheduler};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -34,8 +34,8 @@ fn diamond_builds_the_shared_bottom_once_and_first() {
 fn diamond_branches_run_in_parallel_with_two_jobs() {
     let fake = Fake::new([
         (1, Spec::needs(&[2, 3])),
-        (2, Spec::needs(&[]).work(50 * MS)),
-        (3, Spec::needs(&[]).work(50 * MS)),
+        (2, Spec::needs(&[]).work(100 * MS)),
+        (3, Spec::needs(&[]).work(100 * MS)),
     ]);
     let r = run(fake, &[1], options(2, false));
     assert_eq!(
@@ -144,4 +144,42 @@ fn progress_counts_grow_with_the_graph_and_end_complete() {
         "starts with the goal only"
     );
     assert_eq!(progress.last(), Some(&(4, 4)));
+}
+
+#[test]
+fn observer_sees_each_plan_with_its_needs_before_anything_runs_on_them() {
+    let fake = diamond();
+    let mut seen: Vec<String> = Vec::new();
+    let mut observer = |e: Event<'_, u32, u64, crate::fake::FakeError>| match e {
+        Event::Planned { key, decision } => seen.push(match decision {
+            Decision::Need(keys) => format!("plan {key} need {keys:?}"),
+            Decision::Ready => format!("plan {key} ready"),
+            Decision::Done => format!("plan {key} done"),
+        }),
+        Event::Started { key, .. } => seen.push(format!("start {key}")),
+        Event::Built { key, output } => seen.push(format!("built {key} {}", *output > 0)),
+        _ => {}
+    };
+    let report = Scheduler::new(&fake, options(1, false)).run([1], &mut observer);
+    assert!(report.is_success());
+    let at = |event: &str| {
+        let found: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == event).collect();
+        assert_eq!(found.len(), 1, "{event} in {seen:?}");
+        found[0]
+    };
+    // The first plan of each key says what it needs.
+    at("plan 1 need [2, 3]");
+    at("plan 2 need [4]");
+    at("plan 3 need [4]");
+    for (key, deps) in [(4, vec![]), (2, vec![4]), (3, vec![4]), (1, vec![2, 3])] {
+        let ready = at(&format!("plan {key} ready"));
+        for dep in deps {
+            assert!(
+                at(&format!("built {dep} true")) < ready,
+                "{dep} before {key}"
+            );
+        }
+        assert!(ready < at(&format!("start {key}")));
+        assert!(at(&format!("start {key}")) < at(&format!("built {key} true")));
+    }
 }

@@ -48,16 +48,23 @@ fn cycle_with_keep_going_leaves_independent_work_alone() {
     ]);
     let r = run(fake, &[1, 5], options(2, true));
     assert_eq!(r.built(), [5, 6].into());
-    let stopped = run(
-        Fake::new([
-            (1, Spec::needs(&[2])),
-            (2, Spec::needs(&[1])),
-            (5, Spec::needs(&[])),
-        ]),
-        &[1, 5],
-        options(2, false),
-    );
-    assert!(matches!(stopped.failure(5), Failure::NotAttempted { .. }));
+}
+
+/// A short cycle is found when its last edge is added, so a run without keep-going stops
+/// before independent work starts (had it waited for the run to go quiet, 5 would have
+/// been built first).
+#[test]
+fn short_cycle_stops_the_run_at_once_without_keep_going() {
+    let fake = Fake::new([
+        (1, Spec::needs(&[2])),
+        (2, Spec::needs(&[1])),
+        (5, Spec::needs(&[])),
+    ]);
+    let r = run(fake, &[1, 5], options(2, false));
+    assert!(matches!(
+        r.failure(5),
+        Failure::NotAttempted { because: 1 | 2 }
+    ));
 }
 
 #[test]
@@ -98,4 +105,30 @@ fn cycle_through_a_shared_node_reached_by_two_paths() {
         Failure::DependencyFailed { dep: 4, .. }
     ));
     assert!(matches!(r.failure(1), Failure::DependencyFailed { .. }));
+}
+
+/// Longer than the eager check looks (16 nodes), so only the check made when the run
+/// goes quiet can find it; independent work still finishes first.
+#[test]
+fn long_cycle_is_caught_when_the_run_goes_quiet() {
+    const N: u32 = 40;
+    for keep_going in [true, false] {
+        let mut specs: Vec<(u32, Spec)> =
+            (0..N).map(|i| (i, Spec::needs(&[(i + 1) % N]))).collect();
+        // 100 sits above the cycle; 200 is independent and slow.
+        specs.push((100, Spec::needs(&[0])));
+        specs.push((200, Spec::needs(&[]).work(Duration::from_millis(30))));
+        let r = run(Fake::new(specs), &[100, 200], options(2, keep_going));
+        for k in 0..N {
+            let Failure::Cycle(cycle) = r.failure(k) else {
+                panic!("{k}: {:?}", r.failure(k));
+            };
+            assert_eq!(cycle.len(), N as usize);
+        }
+        assert!(matches!(
+            r.failure(100),
+            Failure::DependencyFailed { dep: 0, .. }
+        ));
+        assert_eq!(r.built(), [200].into(), "independent work is not held up");
+    }
 }

@@ -45,7 +45,7 @@ fn fail_beside_slow_chain() -> Fake {
     let mut specs = vec![(100, failing(&[]))];
     for i in 0..5 {
         let deps: Vec<u32> = if i < 4 { vec![i + 1] } else { vec![] };
-        specs.push((i, Spec::needs(&deps).work(30 * MS)));
+        specs.push((i, Spec::needs(&deps).work(60 * MS)));
     }
     Fake::new(specs)
 }
@@ -67,7 +67,8 @@ fn without_keep_going_the_first_failure_stops_new_work() {
             r.failure(k)
         );
     }
-    assert!(r.elapsed < Duration::from_millis(120), "{:?}", r.elapsed);
+    // The whole chain would take 300 ms.
+    assert!(r.elapsed < Duration::from_millis(250), "{:?}", r.elapsed);
 }
 
 #[test]
@@ -190,7 +191,7 @@ fn retry_pending_when_the_run_stops_is_not_attempted_and_not_waited_for() {
     assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
 }
 
-/// Asks for the same key forever.
+/// 0 asks for the same key forever, 2 for nothing, and planning 3 panics.
 struct Stubborn;
 
 impl Executor for Stubborn {
@@ -202,6 +203,7 @@ impl Executor for Stubborn {
         Ok(match key {
             0 => Plan::Need(vec![1]),
             1 => Plan::Ready,
+            3 => panic!("plan of 3 panics"),
             _ => Plan::Need(vec![]),
         })
     }
@@ -225,4 +227,40 @@ fn plan_that_asks_for_nothing_new_fails_instead_of_looping() {
     assert!(matches!(failure(0), Failure::NoProgress));
     assert!(matches!(failure(2), Failure::NoProgress));
     assert!(report.outcome(&1).unwrap().is_success());
+}
+
+#[test]
+fn panicking_plan_is_contained_to_its_node() {
+    let report = within(HANG_LIMIT, || {
+        Scheduler::new(Stubborn, options(1, true)).run([3, 1], &mut NoopObserver)
+    });
+    let failure = report.outcome(&3).unwrap().failure().unwrap();
+    assert!(matches!(failure, Failure::Panicked(m) if m == "plan of 3 panics"));
+    assert!(report.outcome(&1).unwrap().is_success());
+}
+
+/// A panicking observer unwinds out of `run`, but not before running jobs were told to
+/// stop, so the panic surfaces promptly instead of after the slowest job.
+#[test]
+fn observer_panic_cancels_running_jobs_and_propagates() {
+    let slow = Spec {
+        honour_cancel: true,
+        work: Duration::from_secs(30),
+        ..Spec::default()
+    };
+    let fake = Fake::new([(1, slow), (2, Spec::needs(&[]).work(10 * MS))]);
+    let started = std::time::Instant::now();
+    let result = within(HANG_LIMIT, move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut observer = |e: kiln_scheduler::Event<'_, u32, u64, FakeError>| {
+                if let kiln_scheduler::Event::Built { .. } = e {
+                    panic!("observer gives up");
+                }
+            };
+            Scheduler::new(&fake, options(2, false)).run([1, 2], &mut observer)
+        }))
+        .is_err()
+    });
+    assert!(result, "the observer's panic reaches the caller");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

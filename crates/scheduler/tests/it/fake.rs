@@ -161,6 +161,11 @@ impl Executor for Fake {
         if spec.plan_error {
             return Err(FakeError(format!("cannot plan {key}")));
         }
+        // A plan sees exactly what it asked for so far, never other finished keys.
+        let declared: BTreeSet<Key> = spec.deps().collect();
+        if let Some(k) = known.keys().find(|k| !declared.contains(k)) {
+            return Err(FakeError(format!("plan of {key} sees undeclared {k}")));
+        }
         if spec.valid {
             self.record(Rec::Valid(*key));
             return Ok(Plan::Done(output_of(*key, &[])));
