@@ -12,7 +12,10 @@ use crate::error::{IoContext, Result};
 pub const LOG_LINES: usize = 10;
 
 pub struct BuildLog {
+    /// Made on the first byte of output: a compressor's state is megabytes to allocate
+    /// and clear, which would dominate a trivial build that prints nothing.
     encoder: Option<bzip2::write::BzEncoder<File>>,
+    file: Option<File>,
     path: PathBuf,
     tail: VecDeque<Vec<u8>>,
     partial: Vec<u8>,
@@ -27,10 +30,8 @@ impl BuildLog {
         }
         let file = File::create(path).ctx("creating build log", path)?;
         Ok(BuildLog {
-            encoder: Some(bzip2::write::BzEncoder::new(
-                file,
-                bzip2::Compression::default(),
-            )),
+            encoder: None,
+            file: Some(file),
             path: path.to_path_buf(),
             tail: VecDeque::new(),
             partial: Vec::new(),
@@ -63,6 +64,9 @@ impl BuildLog {
     pub fn finish(mut self) -> Result<()> {
         if let Some(enc) = self.encoder.take() {
             enc.finish().ctx("writing build log", &self.path)?;
+        } else if let Some(mut file) = self.file.take() {
+            file.write_all(empty_bzip2())
+                .ctx("writing build log", &self.path)?;
         }
         Ok(())
     }
@@ -70,6 +74,14 @@ impl BuildLog {
 
 impl Write for BuildLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.encoder.is_none() {
+            if let Some(file) = self.file.take() {
+                self.encoder = Some(bzip2::write::BzEncoder::new(
+                    file,
+                    bzip2::Compression::fast(),
+                ));
+            }
+        }
         if let Some(enc) = self.encoder.as_mut() {
             enc.write_all(buf)?;
         }
@@ -95,6 +107,15 @@ impl Write for BuildLog {
         }
         Ok(())
     }
+}
+
+/// A complete bzip2 stream with no data (what an encoder writes for an empty log).
+fn empty_bzip2() -> &'static [u8] {
+    static EMPTY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| {
+        let enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        enc.finish().unwrap_or_default()
+    })
 }
 
 /// Read a stored log back (for `kiln log`), looking where Nix looks.

@@ -199,9 +199,18 @@ fn outputs_equal_nix_sandboxed_builds() {
     let b = std::fs::read(f.kiln_store.join(dump.trim_start_matches('/'))).unwrap();
     assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&a));
     assert_store_verifies(&f.kiln_store);
-    // Logs are kept in Nix's layout and readable with `kiln log`.
-    let log = kiln_ok(&["--store", s(&f.kiln_store), "log", &kiln_drvs[0]]);
-    assert!(log.is_empty() || !log.contains("error"), "{log}");
+    // Logs are kept in Nix's layout, readable by `nix-store --read-log` and `kiln log`.
+    let dump_drv = kiln_drvs
+        .iter()
+        .find(|d| d.ends_with("-envdump.drv"))
+        .unwrap();
+    let ours = kiln_ok(&["--store", s(&f.kiln_store), "log", dump_drv]);
+    let theirs = nix_ok(
+        "nix-store",
+        &["--store", s(&f.kiln_store), "--read-log", dump_drv],
+    );
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("dumped"), "{ours}");
 }
 
 #[test]

@@ -63,10 +63,14 @@ impl Layout {
         self.state_dir.join("profiles")
     }
 
-    /// `drvs/<first 2 chars>/<rest>` under the log dir, as Nix stores build logs.
+    /// `drvs/<first 2 chars>/<rest>.bz2` under the log dir, where Nix keeps the
+    /// (bzip2-compressed) build log of a derivation.
     pub fn log_path(&self, drv: &StorePath) -> PathBuf {
         let base = drv.base_name();
-        self.log_dir.join("drvs").join(&base[..2]).join(&base[2..])
+        self.log_dir
+            .join("drvs")
+            .join(&base[..2])
+            .join(format!("{}.bz2", &base[2..]))
     }
 
     pub fn display(&self, path: &StorePath) -> String {
