@@ -10,6 +10,7 @@
 //! removed.
 
 mod build_user;
+mod cleanup;
 mod env;
 mod error;
 mod executor;
@@ -18,6 +19,7 @@ mod outputs;
 mod realise;
 
 pub use build_user::BuildUser;
+pub use cleanup::finish_background_cleanup;
 pub use env::{builder_environment, EnvContext, Environment};
 pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};

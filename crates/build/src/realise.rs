@@ -158,7 +158,7 @@ pub fn realise(
         let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
         eprintln!("note: keeping build directory '{}'", build_dir.display());
     } else {
-        let _ = kiln_store::remove_tree(&build_dir);
+        crate::cleanup::remove_dir_later(build_dir);
     }
     let infos = outcome?;
     store.register_valid_paths(&infos)?;
@@ -373,7 +373,7 @@ fn run_builder(
             .collect();
         process_outputs(store, drv_path, drv, &raw, input_closure, user.uid)
     })();
-    let cleaned = kiln_sandbox::cleanup(&chroot_dir).map_err(sandbox_err);
+    let cleaned = crate::cleanup::remove_chroot_later(store, chroot_dir).map_err(sandbox_err);
     let infos = result?;
     cleaned?;
     store.sync_store()?;

@@ -122,6 +122,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         kiln_build::Error,
     >| progress.event(e));
     progress.finish();
+    kiln_build::finish_background_cleanup();
 
     let mut failed = false;
     for (key, failure) in report.failed() {

@@ -231,7 +231,7 @@ impl LocalStore {
 
     /// A fresh name for scratch space inside the store that collectors leave alone:
     /// a random hash part, temp-rooted before anything is created under it.
-    pub(crate) fn scratch_path(&self, purpose: &str) -> Result<StorePath> {
+    pub fn scratch_path(&self, purpose: &str) -> Result<StorePath> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
