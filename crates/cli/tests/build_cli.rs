@@ -437,3 +437,111 @@ in { inherit d e; nixSide = mk "nix-side" [ a c ]; }"#,
     );
     assert_store_verifies(&store);
 }
+
+#[test]
+fn timeouts_and_keep_going() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("t.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: script: derivation { inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" script ]; };
+in {
+  slow = mk "slow" "sleep 30; echo late > $out";
+  quiet = mk "quiet" "echo started; sleep 30; echo late > $out";
+  bad = mk "bad" "exit 1";
+  good = mk "good" "sleep 1; echo fine > $out";
+}"#,
+    )
+    .unwrap();
+    let inst = |attr: &str| {
+        nix_ok(
+            "nix-instantiate",
+            &[
+                "--store",
+                s(&store),
+                s(&expr),
+                "--arg",
+                "busybox",
+                s(&busybox),
+                "-A",
+                attr,
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = run_kiln(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "--timeout",
+        "1",
+        &inst("slow"),
+    ]);
+    assert!(
+        !ok && stderr.contains("timed out after 1 seconds"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run_kiln(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "--max-silent-time",
+        "1",
+        &inst("quiet"),
+    ]);
+    assert!(
+        !ok && stderr.contains("timed out after 1 seconds of silence"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the builders were not killed"
+    );
+
+    // Without --keep-going the failure stops the run; with it, `good` is still built.
+    let (bad, good) = (inst("bad"), inst("good"));
+    let (ok, _, stderr) = run_kiln(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "-j",
+        "1",
+        &bad,
+        &good,
+    ]);
+    assert!(
+        !ok && stderr.contains("failed with exit code 1"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run_kiln(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "-k",
+        &bad,
+        &good,
+    ]);
+    assert!(!ok, "{stderr}");
+    let good_out = nix_ok(
+        "nix-store",
+        &["--store", s(&store), "-q", "--outputs", &good],
+    );
+    assert!(
+        nix(
+            "nix-store",
+            &["--store", s(&store), "-q", "--hash", good_out.trim()]
+        )
+        .status
+        .success(),
+        "with --keep-going the independent derivation is built: {stdout} {stderr}"
+    );
+}
