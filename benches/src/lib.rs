@@ -102,3 +102,42 @@ pub fn make_tree(root: &std::path::Path, files: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The options every bench binary takes: `--runs N`, `--dir DIR` (where inputs and
+/// stores are made), plus its own numeric options read with [`BenchArgs::number`].
+pub struct BenchArgs {
+    args: Vec<String>,
+    pub runs: usize,
+    pub work: tempfile::TempDir,
+}
+
+impl BenchArgs {
+    pub fn parse(prefix: &str, default_runs: usize) -> anyhow::Result<BenchArgs> {
+        let args: Vec<String> = std::env::args().collect();
+        let base =
+            flag(&args, "--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
+        let runs = flag(&args, "--runs")
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default_runs);
+        let work = tempfile::Builder::new().prefix(prefix).tempdir_in(base)?;
+        Ok(BenchArgs { args, runs, work })
+    }
+
+    pub fn number(&self, name: &str, default: usize) -> anyhow::Result<usize> {
+        Ok(flag(&self.args, name)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == name)
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}

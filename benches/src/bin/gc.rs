@@ -8,24 +8,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
-use kiln_bench::{kiln_binary, median, seconds, time_command};
+use kiln_bench::{kiln_binary, median, seconds, time_command, BenchArgs};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let runs: usize = flag("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let paths: usize = flag("--paths")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(10_000);
-    let base = flag("--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let work = tempfile::Builder::new()
-        .prefix("kiln-bench-gc-")
-        .tempdir_in(base)?;
+    let args = BenchArgs::parse("kiln-bench-gc-", 3)?;
+    let (runs, work) = (args.runs, &args.work);
+    let paths = args.number("--paths", 10_000)?;
     let kiln = kiln_binary()?;
     let kiln = kiln.to_str().context("utf-8")?;
 

@@ -9,21 +9,14 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use kiln_bench::{kiln_binary, median, seconds, time_command, Noise};
+use kiln_bench::{kiln_binary, median, seconds, time_command, BenchArgs, Noise};
 
 const BIG_FILE_BYTES: u64 = 1 << 30;
 const TREE_FILES: usize = 20_000;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let runs = flag(&args, "--runs")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(5);
-    let base = flag(&args, "--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let work = tempfile::Builder::new()
-        .prefix("kiln-bench-hash-")
-        .tempdir_in(base)?;
+    let args = BenchArgs::parse("kiln-bench-hash-", 5)?;
+    let (runs, work) = (args.runs, &args.work);
     let kiln = kiln_binary()?;
     let kiln = kiln.to_str().context("kiln path is not UTF-8")?;
 
@@ -77,12 +70,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn make_big_file(path: &Path) -> anyhow::Result<()> {

@@ -10,20 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
-use kiln_bench::{kiln_binary, median, seconds, time_command};
+use kiln_bench::{kiln_binary, median, seconds, time_command, BenchArgs};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let runs: usize = flag("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let base = flag("--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let work = tempfile::Builder::new()
-        .prefix("kiln-bench-build-")
-        .tempdir_in(base)?;
+    let args = BenchArgs::parse("kiln-bench-build-", 3)?;
+    let (runs, work) = (args.runs, &args.work);
     let kiln = kiln_binary()?;
     let kiln = kiln.to_str().context("utf-8")?;
     let busybox = work.path().join("busybox");
@@ -45,7 +36,7 @@ fn main() -> anyhow::Result<()> {
             n / k
         );
     }
-    if !args.iter().any(|a| a == "--no-scaling") {
+    if !args.has("--no-scaling") {
         println!("# kiln per-derivation cost as the graph grows (independent, -j2)");
         for count in [50, 200, 1000, 2000] {
             let (k, _) = compare(work.path(), &busybox, kiln, "independent", count, 1, false)?;

@@ -5,24 +5,12 @@
 //! (options: `--runs N`, `--files N`, `--dir DIR`).
 
 use anyhow::Context;
-use kiln_bench::{kiln_binary, make_tree, median, seconds, time_command};
+use kiln_bench::{kiln_binary, make_tree, median, seconds, time_command, BenchArgs};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let runs: usize = flag("--runs").map(|s| s.parse()).transpose()?.unwrap_or(5);
-    let files: usize = flag("--files")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20_000);
-    let base = flag("--dir").unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let work = tempfile::Builder::new()
-        .prefix("kiln-bench-add-")
-        .tempdir_in(base)?;
+    let args = BenchArgs::parse("kiln-bench-add-", 5)?;
+    let (runs, work) = (args.runs, &args.work);
+    let files = args.number("--files", 20_000)?;
     let kiln = kiln_binary()?;
     let kiln = kiln.to_str().context("kiln path is not UTF-8")?;
     let tree = work.path().join("tree");

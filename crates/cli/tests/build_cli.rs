@@ -12,18 +12,6 @@ use std::process::Stdio;
 
 use common::*;
 
-/// A directory holding a static busybox named `sh` (a builder without nixpkgs).
-fn busybox_dir(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("busybox");
-    std::fs::create_dir_all(&dir).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox not found; run scripts/test.sh to install busybox-static");
-    std::fs::copy(busybox, dir.join("sh")).unwrap();
-    dir
-}
-
 fn hash_of(args: &[&str], tmp: &Path, contents: impl FnOnce(&Path)) -> String {
     let p = tmp.join(format!("hash-input-{}", args.len()));
     contents(&p);

@@ -89,3 +89,15 @@ pub fn make_sources(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+/// A directory holding a static busybox named `sh` (a builder without nixpkgs).
+pub fn busybox_dir(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("busybox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox not found; run scripts/test.sh to install busybox-static");
+    std::fs::copy(busybox, dir.join("sh")).unwrap();
+    dir
+}

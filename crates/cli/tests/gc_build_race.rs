@@ -16,17 +16,6 @@ use common::*;
 
 const SCENARIO_TIME: Duration = Duration::from_secs(60);
 
-fn busybox_dir(tmp: &Path) -> std::path::PathBuf {
-    let dir = tmp.join("busybox");
-    std::fs::create_dir_all(&dir).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox not found; run scripts/test.sh to install busybox-static");
-    std::fs::copy(busybox, dir.join("sh")).unwrap();
-    dir
-}
-
 /// A chain of `len` slow steps, unique per `round`; returns the top `.drv`, rooted.
 fn instantiate_chain(tmp: &Path, store: &Path, busybox: &Path, round: usize, len: usize) -> String {
     let expr = tmp.join(format!("chain-{round}.nix"));
@@ -96,8 +85,8 @@ fn scenario(
     (rounds, runs.load(Ordering::SeqCst))
 }
 
-#[test]
-fn kiln_collector_loop_while_kiln_builds() {
+/// The collector command, and whether the builds are kiln's (else Nix's).
+fn run_scenario(collector: &'static str, kiln_builds: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
     let busybox = busybox_dir(tmp.path());
@@ -105,12 +94,32 @@ fn kiln_collector_loop_while_kiln_builds() {
     let store2 = store.clone();
     let (rounds, gcs) = scenario(
         &store,
-        move || {
-            kiln_ok(&["--store", s(&store2), "store", "gc"]);
+        move || match collector {
+            "kiln" => {
+                kiln_ok(&["--store", s(&store2), "store", "gc"]);
+            }
+            _ => {
+                nix_ok("nix-store", &["--store", s(&store2), "--gc"]);
+            }
         },
         |round| {
             let drv = instantiate_chain(tmp.path(), &store, &busybox, round, 8);
-            let out = kiln_ok(&["--store", s(&store), "build", "--no-link", &drv]);
+            let out = if kiln_builds {
+                kiln_ok(&["--store", s(&store), "build", "--no-link", &drv])
+            } else {
+                nix_ok(
+                    "nix-store",
+                    &[
+                        "--store",
+                        s(&store),
+                        "--option",
+                        "sandbox",
+                        "true",
+                        "--realise",
+                        &drv,
+                    ],
+                )
+            };
             assert!(out.trim().ends_with("step7"), "{out}");
         },
     );
@@ -118,63 +127,19 @@ fn kiln_collector_loop_while_kiln_builds() {
         rounds >= 2 && gcs >= 5,
         "rounds {rounds}, collections {gcs}"
     );
+}
+
+#[test]
+fn kiln_collector_loop_while_kiln_builds() {
+    run_scenario("kiln", true);
 }
 
 #[test]
 fn nix_collector_loop_while_kiln_builds() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("s");
-    let busybox = busybox_dir(tmp.path());
-    kiln_ok(&["--store", s(&store), "store", "verify"]);
-    let store2 = store.clone();
-    let (rounds, gcs) = scenario(
-        &store,
-        move || {
-            nix_ok("nix-store", &["--store", s(&store2), "--gc"]);
-        },
-        |round| {
-            let drv = instantiate_chain(tmp.path(), &store, &busybox, round, 8);
-            let out = kiln_ok(&["--store", s(&store), "build", "--no-link", &drv]);
-            assert!(out.trim().ends_with("step7"), "{out}");
-        },
-    );
-    assert!(
-        rounds >= 2 && gcs >= 5,
-        "rounds {rounds}, collections {gcs}"
-    );
+    run_scenario("nix", true);
 }
 
 #[test]
 fn kiln_collector_loop_while_nix_realises() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("s");
-    let busybox = busybox_dir(tmp.path());
-    kiln_ok(&["--store", s(&store), "store", "verify"]);
-    let store2 = store.clone();
-    let (rounds, gcs) = scenario(
-        &store,
-        move || {
-            kiln_ok(&["--store", s(&store2), "store", "gc"]);
-        },
-        |round| {
-            let drv = instantiate_chain(tmp.path(), &store, &busybox, round, 8);
-            let out = nix_ok(
-                "nix-store",
-                &[
-                    "--store",
-                    s(&store),
-                    "--option",
-                    "sandbox",
-                    "true",
-                    "--realise",
-                    &drv,
-                ],
-            );
-            assert!(out.trim().ends_with("step7"), "{out}");
-        },
-    );
-    assert!(
-        rounds >= 2 && gcs >= 5,
-        "rounds {rounds}, collections {gcs}"
-    );
+    run_scenario("kiln", false);
 }
