@@ -283,6 +283,8 @@ fn opaque(_store: &LocalStore, text: &str, path: StorePath) -> Request {
 /// A progress bar on a terminal (built/total, running).
 struct ProgressReport {
     bar: Option<indicatif::ProgressBar>,
+    /// Names of the derivations whose builders are running, for the bar's message.
+    running: std::collections::BTreeSet<String>,
 }
 
 impl ProgressReport {
@@ -290,20 +292,53 @@ impl ProgressReport {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("[{pos}/{len} built, {msg}] {wide_bar}")
+                indicatif::ProgressStyle::with_template("[{pos}/{len} built] {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        ProgressReport { bar }
+        ProgressReport {
+            bar,
+            running: Default::default(),
+        }
     }
 
     fn event(&mut self, event: Event<'_, Goal, GoalOutput, kiln_build::Error>) {
-        if let (Event::Progress(p), Some(bar)) = (event, &self.bar) {
-            bar.set_length(p.total as u64);
-            bar.set_position(p.done as u64);
-            bar.set_message(format!("{} running", p.running));
+        let Some(bar) = &self.bar else { return };
+        match event {
+            Event::Started {
+                key: Goal::Derivation(p),
+                ..
+            } => {
+                self.running.insert(p.name_without_drv_ext().to_string());
+            }
+            Event::Built {
+                key: Goal::Derivation(p),
+                ..
+            }
+            | Event::Failed {
+                key: Goal::Derivation(p),
+                ..
+            }
+            | Event::Retrying {
+                key: Goal::Derivation(p),
+                ..
+            } => {
+                self.running.remove(p.name_without_drv_ext());
+            }
+            Event::Progress(p) => {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+            }
+            _ => {}
         }
+        let names: Vec<&str> = self.running.iter().map(String::as_str).collect();
+        bar.set_message(if names.is_empty() {
+            String::new()
+        } else {
+            format!("building {}", names.join(", "))
+        });
     }
 
     fn finish(&self) {

@@ -111,7 +111,7 @@ fn kiln_collector_in_a_loop_while_kiln_adds_linked_paths() {
     // This process is the client: every path it makes or uses is temp-rooted, and
     // later paths refer to earlier ones, so a wrong deletion breaks a registration.
     let store = LocalStore::open(&root).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut made: Vec<StorePath> = Vec::new();
     let mut i = 0;
     while Instant::now() < deadline {
