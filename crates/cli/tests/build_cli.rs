@@ -533,3 +533,51 @@ in {
         "with --keep-going the independent derivation is built: {stdout} {stderr}"
     );
 }
+
+/// As an ordinary user (user namespaces, no build users), kiln builds the same output.
+#[test]
+fn builds_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("user-store");
+    let expr = tmp.path().join("u.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; };
+  a = derivation { name = "a"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "id > $out; hostname >> $out" ]; };
+in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "cat ${a} > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+        ],
+    );
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534", s(tmp.path())])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("HOME={}", s(tmp.path())))
+        .arg(format!("TMPDIR={}", s(tmp.path())))
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--store", s(&store), "build", "--no-link", drv.trim()])
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let built = std::fs::read_to_string(store.join(path.trim_start_matches('/'))).unwrap();
+    assert_eq!(built, "uid=1000(nixbld) gid=100(nixbld)\nlocalhost\n");
+    assert_store_verifies(&store);
+}
