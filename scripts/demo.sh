@@ -31,7 +31,8 @@ echo "$hello"
 echo "== build (sandboxed, as Nix would)"
 out=$("$kiln" build -L --out-link "$work/result" "$hello")
 echo "$out"
-"$work/result/bin/hello" 2>/dev/null || cat "$out/message" 2>/dev/null || "$kiln" nar cat <("$kiln" nar dump "$work/result/") /message
+# With the default store at /nix (root), the output is runnable in place.
+"$work/result/bin/hello" 2>/dev/null || echo "(store is not at /nix; $out lives under kiln's store root)"
 
 echo "== what was built"
 "$kiln" path-info -r -S "$out"
