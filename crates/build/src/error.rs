@@ -65,6 +65,8 @@ pub enum Error {
     StructuredAttrs(String),
     #[error("derivation '{drv}' cannot be built here: {why}")]
     Unsupported { drv: String, why: String },
+    #[error("interrupted by the user")]
+    Interrupted,
     #[error("no free build user in group 'nixbld' (all {0} are busy)")]
     NoBuildUser(usize),
 }

@@ -24,4 +24,4 @@ pub use env::{builder_environment, EnvContext, Environment};
 pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};
 pub use log::{read_log, BuildLog, LOG_LINES};
-pub use realise::{realise, BuildSettings, Realised, StartHook};
+pub use realise::{interrupt, interrupted, realise, BuildSettings, Realised, StartHook};

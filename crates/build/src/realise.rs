@@ -65,6 +65,19 @@ impl BuildSettings {
     }
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stop: kill every running builder of this process and start no new one. Failed
+/// builds clean up after themselves as usual.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    kiln_sandbox::kill_running_builders();
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// What realising a derivation came to.
 #[derive(Debug)]
 pub enum Realised {
@@ -87,6 +100,9 @@ pub fn realise(
     echo: Option<Box<dyn Write + Send>>,
 ) -> Result<Realised> {
     let drv_str = store.layout().display(drv_path);
+    if interrupted() {
+        return Err(Error::Interrupted);
+    }
     let drv_err = |source| Error::Derivation {
         drv: drv_str.clone(),
         source: Box::new(source),

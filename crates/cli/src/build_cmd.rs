@@ -70,7 +70,28 @@ struct Request {
     all_outputs_of: Option<Goal>,
 }
 
+/// On the first SIGINT/SIGTERM, kill the running builders and let the run wind down
+/// (failed builds clean up as usual); on the second, exit at once.
+fn handle_interrupts() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the interrupt handler")?;
+    std::thread::Builder::new()
+        .name("kiln-signals".into())
+        .spawn(move || {
+            for (count, _) in signals.forever().enumerate() {
+                if count > 0 {
+                    std::process::exit(130);
+                }
+                kiln_build::interrupt();
+            }
+        })
+        .context("starting the interrupt handler")?;
+    Ok(())
+}
+
 pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
+    handle_interrupts()?;
     let store = open(location)?;
     let requests = args
         .installables
@@ -124,6 +145,9 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
     progress.finish();
     kiln_build::finish_background_cleanup();
 
+    if kiln_build::interrupted() {
+        bail!("interrupted by the user");
+    }
     let mut failed = false;
     for (key, failure) in report.failed() {
         if failure.is_root() {

@@ -581,3 +581,79 @@ in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args 
     assert_eq!(built, "uid=1000(nixbld) gid=100(nixbld)\nlocalhost\n");
     assert_store_verifies(&store);
 }
+
+/// Ctrl-C (SIGINT) stops the builders at once and leaves nothing behind.
+#[test]
+fn interrupt_kills_builders_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("i.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in
+derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "mkdir $out; echo started; sleep 3600" ]; }"#,
+    )
+    .unwrap();
+    let drv = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+        ],
+    );
+    let build_tmp = tmp.path().join("buildtmp");
+    std::fs::create_dir(&build_tmp).unwrap();
+    let child = kiln()
+        .env("TMPDIR", &build_tmp)
+        .args(["--store", s(&store), "build", "--no-link", "-L", drv.trim()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the builder runs (its chroot exists), then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".chroot")
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "interrupt took too long"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("interrupted by the user"), "{stderr}");
+    let leftovers: Vec<_> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".chroot") || n.ends_with("-forever") || n.contains("chroot-trash"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(
+        std::fs::read_dir(&build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+    assert_store_verifies(&store);
+}

@@ -72,7 +72,7 @@ pub use cleanup::cleanup;
 pub use error::Error;
 pub use helper::{helper_main, HELPER_ARG};
 pub use prepare::{prepare, user_namespaces_enabled, Prepared};
-pub use run::{run, Outcome};
+pub use run::{kill_running_builders, run, Outcome};
 pub use spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
     SANDBOX_UID,

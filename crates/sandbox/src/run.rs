@@ -157,18 +157,56 @@ pub fn run(prepared: &Prepared, helper_exe: &Path, log: &mut dyn Write) -> Resul
         max_silent_time: prepared.max_silent_time,
         max_log_size: prepared.max_log_size,
     };
+    let registered = Registered::new(pid);
     let end = pump::pump(&pty.master, &limits, started, log);
     // Whatever happened, the sandbox goes now: killing its PID 1 kills every
     // process in its PID namespace. After EOF this is Nix's "the builder could
     // also have simply closed its end of the pipe, so just to be sure, kill it".
     let _ = rustix::process::kill_process(pid, Signal::KILL);
     let status = reap(pid)?;
+    drop(registered);
     Ok(match end? {
         End::Eof => Outcome::from_wait(status),
         End::Timeout => Outcome::TimedOut,
         End::Silence => Outcome::Silent,
         End::LogLimit => Outcome::LogLimitExceeded,
     })
+}
+
+/// PID 1 of every sandbox running in this process, so an interrupted caller can stop
+/// them all (killing PID 1 kills its whole PID namespace).
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL every sandbox this process is running; their [`run`]s then return as
+/// killed by signal 9. For Ctrl-C handling.
+pub fn kill_running_builders() {
+    for raw in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(pid) = Pid::from_raw(*raw) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+}
+
+/// Keeps `pid` in [`RUNNING`] for its lifetime.
+struct Registered(i32);
+
+impl Registered {
+    fn new(pid: Pid) -> Registered {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid.as_raw_nonzero().get());
+        Registered(pid.as_raw_nonzero().get())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
 }
 
 /// Kills and reaps a sandbox whose setup failed, keeping the setup error.
