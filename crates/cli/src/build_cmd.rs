@@ -59,6 +59,42 @@ pub struct BuildArgs {
     /// Keep the build directory of a failed build.
     #[arg(long)]
     keep_failed: bool,
+    /// Make a host path visible in the sandbox: `PATH`, `INSIDE=HOST`, with a trailing
+    /// `?` if it may be missing (like `sandbox-paths`; repeatable). Nix.conf's
+    /// `sandbox-paths` and `extra-sandbox-paths` are used too.
+    #[arg(long = "sandbox-path", value_name = "SPEC")]
+    sandbox_paths: Vec<String>,
+}
+
+/// `sandbox-paths` and `extra-sandbox-paths` from `$NIX_CONF_DIR/nix.conf` (default
+/// `/etc/nix`) and `$NIX_CONFIG`.
+fn configured_sandbox_paths() -> Vec<String> {
+    let dir = std::env::var_os("NIX_CONF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/nix"));
+    let mut texts: Vec<String> = std::fs::read_to_string(dir.join("nix.conf"))
+        .into_iter()
+        .collect();
+    texts.extend(std::env::var("NIX_CONFIG"));
+    let mut paths = Vec::new();
+    for text in texts {
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            match key.trim() {
+                "sandbox-paths" | "build-chroot-dirs" | "build-sandbox-paths" => {
+                    paths = value.split_whitespace().map(String::from).collect();
+                }
+                "extra-sandbox-paths" | "build-extra-sandbox-paths" => {
+                    paths.extend(value.split_whitespace().map(String::from));
+                }
+                _ => {}
+            }
+        }
+    }
+    paths
 }
 
 /// What one installable asks for, and how its result is read from the report.
@@ -104,6 +140,11 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         settings.cores = c;
     }
     settings.keep_failed = args.keep_failed;
+    settings.sandbox_paths = configured_sandbox_paths()
+        .iter()
+        .chain(&args.sandbox_paths)
+        .map(|spec| kiln_sandbox::SandboxPath::parse(spec))
+        .collect();
     settings.timeout = args.timeout.map(Duration::from_secs);
     settings.max_silent_time = args.max_silent_time.map(Duration::from_secs);
     let progress = ProgressReport::new();

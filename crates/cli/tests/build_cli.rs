@@ -657,3 +657,33 @@ derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; ar
     );
     assert_store_verifies(&store);
 }
+
+/// `--sandbox-path /bin/sh=HOST` binds a host file where the builder expects it, as
+/// Nix's `sandbox-paths` does; without it the builder is not found.
+#[test]
+fn sandbox_paths_bind_host_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("p.nix");
+    std::fs::write(
+        &expr,
+        r#"derivation { name = "plain-sh"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo via bin sh > $out" ]; }"#,
+    )
+    .unwrap();
+    let drv = nix_ok("nix-instantiate", &["--store", s(&store), s(&expr)]);
+    let (ok, _, stderr) = run_kiln(&["--store", s(&store), "build", "--no-link", drv.trim()]);
+    assert!(!ok && stderr.contains("/bin/sh"), "{stderr}");
+    let bind = format!("/bin/sh={}", s(&busybox.join("sh")));
+    let out = kiln_ok(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "--sandbox-path",
+        &bind,
+        drv.trim(),
+    ]);
+    let built = std::fs::read_to_string(store.join(out.trim().trim_start_matches('/'))).unwrap();
+    assert_eq!(built, "via bin sh\n");
+}
