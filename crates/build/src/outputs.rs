@@ -200,10 +200,13 @@ fn describe_output(
             }
             FileIngestionMethod::Recursive => match fixed_nar {
                 Some(h) => h.finish(),
-                None => nar_hash,
+                None => nar_hash.clone(),
             },
         };
         if actual != expected {
+            keep_under_actual_path(
+                store, drv_path, out, &real, ingestion, &actual, &nar_hash, size,
+            )?;
             return Err(Error::HashMismatch {
                 drv: store.layout().display(drv_path),
                 specified: expected.to_sri(),
@@ -213,6 +216,44 @@ fn describe_output(
         info.ca = Some(ContentAddress::Fixed(ingestion, actual));
     }
     Ok(info)
+}
+
+/// A fixed output with the wrong hash is still registered, as Nix does, under the
+/// content-addressed path of what was actually produced, so the download need not be
+/// repeated to find the right hash.
+#[allow(clippy::too_many_arguments)]
+fn keep_under_actual_path(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    out: &RawOutput,
+    real: &Path,
+    ingestion: FileIngestionMethod,
+    actual: &kiln_hash::Hash,
+    nar_hash: &kiln_hash::Hash,
+    nar_size: u64,
+) -> Result<()> {
+    let path =
+        store
+            .store_dir()
+            .make_fixed_output_path(ingestion, actual, out.path.name(), [], false)?;
+    store.add_temp_root(&path)?;
+    if store.is_valid(&path)? {
+        return Ok(());
+    }
+    let lock = kiln_store::PathLock::acquire(&store.layout().lock_path(&path))?;
+    if !store.is_valid(&path)? {
+        let target = store.layout().real_path(&path);
+        kiln_store::remove_tree(&target)?;
+        std::fs::rename(real, &target).ctx("moving output into the store", &target)?;
+        store.sync_store()?;
+        let mut info = PathInfo::new(path, nar_hash.clone(), nar_size);
+        info.deriver = Some(drv_path.clone());
+        info.ultimate = true;
+        info.ca = Some(ContentAddress::Fixed(ingestion, actual.clone()));
+        store.register_valid_paths(&[info])?;
+    }
+    lock.release_and_delete();
+    Ok(())
 }
 
 /// Outputs may refer to each other, but not in a cycle.

@@ -687,3 +687,101 @@ fn sandbox_paths_bind_host_files() {
     let built = std::fs::read_to_string(store.join(out.trim().trim_start_matches('/'))).unwrap();
     assert_eq!(built, "via bin sh\n");
 }
+
+/// A fixed output with the wrong hash fails with Nix's message and, as in Nix, what was
+/// produced is registered under its own content-addressed path.
+#[test]
+fn fixed_output_hash_mismatch_matches_nix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let expr = tmp.path().join("bad.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in
+derivation { name = "fodbad"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "echo actual > $out" ];
+  outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "0000000000000000000000000000000000000000000000000000000000000000"; }"#,
+    )
+    .unwrap();
+    let mut registered = Vec::new();
+    let mut messages = Vec::new();
+    for (who, store) in [
+        ("nix", tmp.path().join("n")),
+        ("kiln", tmp.path().join("k")),
+    ] {
+        let drv = nix_ok(
+            "nix-instantiate",
+            &[
+                "--store",
+                s(&store),
+                s(&expr),
+                "--arg",
+                "busybox",
+                s(&busybox),
+            ],
+        );
+        let out = if who == "nix" {
+            nix(
+                "nix-store",
+                &[
+                    "--store",
+                    s(&store),
+                    "--option",
+                    "sandbox",
+                    "true",
+                    "--realise",
+                    drv.trim(),
+                ],
+            )
+        } else {
+            kiln()
+                .args(["--store", s(&store), "build", "--no-link", drv.trim()])
+                .output()
+                .unwrap()
+        };
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let start = stderr.find("hash mismatch").expect("mismatch message");
+        // Nix's error printer indents continuation lines; compare the words.
+        messages.push(
+            stderr[start..]
+                .split_whitespace()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let all = nix_ok(
+            "nix",
+            &["path-info", "--store", s(&store), "--all", "--json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&all).unwrap();
+        let fod: Vec<(String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["path"].as_str().unwrap().ends_with("-fodbad"))
+            .map(|o| {
+                (
+                    o["path"].as_str().unwrap().to_string(),
+                    o["ca"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        registered.push(fod);
+        assert_store_verifies_nix_only(&store);
+    }
+    assert_eq!(messages[0], messages[1]);
+    assert_eq!(registered[0], registered[1]);
+    assert_eq!(registered[0].len(), 1);
+}
+
+fn assert_store_verifies_nix_only(root: &Path) {
+    let out = nix(
+        "nix-store",
+        &["--store", s(root), "--verify", "--check-contents"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
