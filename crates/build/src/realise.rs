@@ -258,6 +258,64 @@ fn input_closure(
     Ok(store.query_closure(&direct)?)
 }
 
+/// `exportReferencesGraph = [ name path … ]`: for each pair, a file `name` in the build
+/// directory listing the closure of `path` in Nix's registration format (path, an empty
+/// deriver line, the number of references, then the references), paths sorted.
+fn export_references_graph(
+    store: &LocalStore,
+    drv: &Derivation,
+    drv_str: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let Some(spec) = drv.env.get(b"exportReferencesGraph".as_slice()) else {
+        return Ok(Vec::new());
+    };
+    let spec = String::from_utf8_lossy(spec);
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let bad = |why: String| Error::Unsupported {
+        drv: drv_str.to_string(),
+        why,
+    };
+    if !words.len().is_multiple_of(2) {
+        return Err(bad("odd number of tokens in 'exportReferencesGraph'".into()));
+    }
+    let mut files = Vec::new();
+    for pair in words.chunks(2) {
+        let (name, path) = (pair[0], pair[1]);
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid_name {
+            return Err(bad(format!(
+                "invalid file name '{name}' in 'exportReferencesGraph'"
+            )));
+        }
+        let (root, _) = store.store_dir().parse_with_subpath(path).map_err(|_| {
+            bad(format!(
+                "'exportReferencesGraph' refers to non-store path '{path}'"
+            ))
+        })?;
+        let mut text = String::new();
+        for p in store.query_closure([&root])? {
+            let refs = store.query_references(&p)?;
+            text.push_str(&format!(
+                "{}\n\n{}\n",
+                store.layout().display(&p),
+                refs.len()
+            ));
+            for r in refs {
+                text.push_str(&store.layout().display(&r));
+                text.push('\n');
+            }
+        }
+        files.push((name.to_string(), text.into_bytes()));
+    }
+    Ok(files)
+}
+
 /// `$TMPDIR/nix-build-<drv name>-<n>`, 0700, owned by the build user.
 fn make_build_dir(
     settings: &BuildSettings,
@@ -327,6 +385,13 @@ fn run_builder(
         let path = build_dir.join(&name);
         std::fs::write(&path, contents).ctx("writing", &path)?;
         chown(&path, user)?;
+    }
+    if !drv.env.contains_key(b"__json".as_slice()) {
+        // Nix leaves these owned by itself (root), unlike the other files.
+        for (name, contents) in export_references_graph(store, drv, &drv_str)? {
+            let path = build_dir.join(&name);
+            std::fs::write(&path, contents).ctx("writing", &path)?;
+        }
     }
     let chroot_dir = store
         .layout()

@@ -128,6 +128,7 @@ const ALL: &[&str] = &[
     "dump",
     "passAsFile",
     "structured",
+    "exportGraph",
 ];
 
 #[test]

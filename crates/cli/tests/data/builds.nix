@@ -71,6 +71,10 @@ in rec {
 
   # busybox sh has no arrays, so the files are copied rather than sourced.
   # No attribute reaches the environment: the output path comes from .attrs.json.
+  exportGraph = mk "export-graph" "cat /build/closure > $out" {
+    exportReferencesGraph = [ "closure" chain4 ];
+  };
+
   structured = mk "structured" ''
     out=$(sed -n 's/.*"outputs":{"out":"\([^"]*\)".*/\1/p' /build/.attrs.json)
     cat /build/.attrs.json /build/.attrs.sh > $out
