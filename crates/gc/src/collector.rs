@@ -63,6 +63,13 @@ pub fn collect(
     let layout = store.layout().clone();
     let mut result = GcResult::default();
 
+    // The socket is listening before the lock is taken and put in place right after:
+    // a Nix 2.8 client that finds the lock taken but no socket at the path (ENOENT)
+    // does not retry; it carries on believing its root registered, and this collector
+    // never hears of it (observed: it lost a `.drv` nix-instantiate was writing).
+    let shared = Arc::new(Shared::default());
+    let mut server = Server::listen(&layout, Arc::clone(&shared))?;
+
     // Whole-run exclusive lock: no temp root can be appended to a file from now on
     // without going through our socket.
     let gc_lock_path = layout.gc_lock_path();
@@ -79,13 +86,24 @@ pub fn collect(
             .push("waiting for the big garbage collector lock...".into());
         gc_lock.lock().ctx("locking", &gc_lock_path)?;
     }
-    let shared = Arc::new(Shared::default());
-    let _server = Server::start(&layout, Arc::clone(&shared))?;
+    server.publish()?;
+    // Fields drop in order: the server stops answering before the lock is released,
+    // so no client is told "registered" by a collector that is no longer collecting.
+    let _running = Running {
+        _server: server,
+        _gc_lock: gc_lock,
+    };
 
     let mut log = |m: String| result.messages.push(m);
-    let roots = find_roots(&layout, !options.ignore_runtime_roots, &mut log);
+    // Temp roots first, permanent roots second. A client makes a permanent root only
+    // while it holds a temp root for the path, and may exit (dropping the temp root)
+    // right after. Read in Nix's order (permanent first), a root made between the two
+    // reads by a client that then exits is seen by neither read: observed, it lost a
+    // just-instantiated `.drv`. In this order the client is either still alive at the
+    // first read, or its permanent root exists by the second.
     let temp = read_temp_roots(&layout, &mut log)?;
     shared.lock().temp_roots.extend(temp);
+    let roots = find_roots(&layout, !options.ignore_runtime_roots, &mut log);
 
     let graph = Graph::load(store)?;
     let mut live: HashSet<StorePath> = HashSet::new();
@@ -218,6 +236,11 @@ pub fn collect(
         remove_unused_links(&layout.real_store_dir.join(".links"))?;
     }
     Ok(result)
+}
+
+struct Running {
+    _server: Server,
+    _gc_lock: std::fs::File,
 }
 
 /// Invalidate (one transaction) then delete the files. Killed between the two, the

@@ -43,36 +43,62 @@ impl Shared {
 
 pub(crate) struct Server {
     socket_path: PathBuf,
+    /// Where the listener is bound until [`Server::publish`] renames it into place.
+    staging_path: PathBuf,
+    published: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    pub fn start(layout: &Layout, shared: Arc<Shared>) -> Result<Server> {
+    /// Bind and serve at a private name next to `gc-socket/socket`. Clients cannot
+    /// reach it until [`publish`](Self::publish), which the caller does once it holds
+    /// `gc.lock` (taking over the path earlier would steal a running collector's
+    /// clients).
+    pub fn listen(layout: &Layout, shared: Arc<Shared>) -> Result<Server> {
         let socket_path = layout.gc_socket_path();
         let dir = socket_path.parent().expect("socket has a parent");
         std::fs::create_dir_all(dir).ctx("creating", dir)?;
-        match std::fs::remove_file(&socket_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("removing old socket", &socket_path),
+        // A path that exists but refuses connections makes clients retry; a missing
+        // one makes Nix 2.8 give up. Leave a dead socket there if nothing is.
+        if std::fs::symlink_metadata(&socket_path).is_err() {
+            let placeholder = dir.join(format!("socket.placeholder-{}", std::process::id()));
+            let _ = std::fs::remove_file(&placeholder);
+            drop(UnixListener::bind(&placeholder).ctx("binding", &placeholder)?);
+            // Losing this race to another collector's socket is fine: either way the
+            // path exists.
+            let _ = std::fs::hard_link(&placeholder, &socket_path);
+            let _ = std::fs::remove_file(&placeholder);
         }
-        let listener = UnixListener::bind(&socket_path).ctx("binding", &socket_path)?;
+        let staging_path = dir.join(format!("socket.new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&staging_path);
+        let listener = UnixListener::bind(&staging_path).ctx("binding", &staging_path)?;
         // Any user's process may need to register roots.
-        std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o666))
-            .ctx("chmod", &socket_path)?;
+        std::fs::set_permissions(&staging_path, std::fs::Permissions::from_mode(0o666))
+            .ctx("chmod", &staging_path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let layout = layout.clone();
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("gc-socket".into())
             .spawn(move || accept_loop(listener, layout, shared, stop_flag))
-            .ctx("starting the GC socket thread", &socket_path)?;
+            .ctx("starting the GC socket thread", &staging_path)?;
         Ok(Server {
             socket_path,
+            staging_path,
+            published: false,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Atomically replace whatever is at `gc-socket/socket` with our listener, so the
+    /// path never goes missing.
+    pub fn publish(&mut self) -> Result<()> {
+        std::fs::rename(&self.staging_path, &self.socket_path)
+            .ctx("publishing the GC socket", &self.socket_path)?;
+        self.published = true;
+        Ok(())
     }
 }
 
@@ -80,9 +106,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept; the socket file stays, as Nix leaves it.
-        let _ = UnixStream::connect(&self.socket_path);
+        let path = if self.published {
+            &self.socket_path
+        } else {
+            &self.staging_path
+        };
+        let _ = UnixStream::connect(path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if !self.published {
+            let _ = std::fs::remove_file(&self.staging_path);
         }
     }
 }
