@@ -69,8 +69,12 @@ impl TempRoots {
                     return result;
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
+                    // File first, then the collector (Nix does it the other way round):
+                    // once the running collector answers, it may finish and the next
+                    // one may read the files at once; the root must already be there.
+                    append(&mut inner, logical_path)?;
                     if self.tell_collector(&mut inner, logical_path)? {
-                        return append(&mut inner, logical_path);
+                        return Ok(());
                     }
                     // The collector went away between our attempts; try the lock again.
                 }
