@@ -215,17 +215,7 @@ derivation { name = "fails"; system = "x86_64-linux"; builder = "${bb}/sh";
   args = [ "-c" "mkdir $out; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ]; }"#,
     )
     .unwrap();
-    let drv = nix_ok(
-        "nix-instantiate",
-        &[
-            "--store",
-            s(&store),
-            s(&expr),
-            "--arg",
-            "busybox",
-            s(&busybox),
-        ],
-    );
+    let drv = instantiate(&store, &expr, &busybox, None);
     let build_tmp = tmp.path().join("buildtmp");
     std::fs::create_dir(&build_tmp).unwrap();
     let out = kiln()
@@ -351,23 +341,7 @@ fn concurrent_builders_build_each_output_once() {
 in { inherit d e; nixSide = mk "nix-side" [ a c ]; }"#,
     )
     .unwrap();
-    let inst = |attr: &str| {
-        nix_ok(
-            "nix-instantiate",
-            &[
-                "--store",
-                s(&store),
-                s(&expr),
-                "--arg",
-                "busybox",
-                s(&busybox),
-                "-A",
-                attr,
-            ],
-        )
-        .trim()
-        .to_string()
-    };
+    let inst = |attr: &str| instantiate(&store, &expr, &busybox, Some(attr));
     let (d, e, nix_side) = (inst("d"), inst("e"), inst("nixSide"));
     let spawn = |drv: &str| {
         kiln()
@@ -445,23 +419,7 @@ in {
 }"#,
     )
     .unwrap();
-    let inst = |attr: &str| {
-        nix_ok(
-            "nix-instantiate",
-            &[
-                "--store",
-                s(&store),
-                s(&expr),
-                "--arg",
-                "busybox",
-                s(&busybox),
-                "-A",
-                attr,
-            ],
-        )
-        .trim()
-        .to_string()
-    };
+    let inst = |attr: &str| instantiate(&store, &expr, &busybox, Some(attr));
     let started = std::time::Instant::now();
     let (ok, _, stderr) = run_kiln(&[
         "--store",
@@ -551,17 +509,7 @@ fn builds_as_an_unprivileged_user() {
 in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "cat ${a} > $out" ]; }"#,
     )
     .unwrap();
-    let drv = nix_ok(
-        "nix-instantiate",
-        &[
-            "--store",
-            s(&store),
-            s(&expr),
-            "--arg",
-            "busybox",
-            s(&busybox),
-        ],
-    );
+    let drv = instantiate(&store, &expr, &busybox, None);
     let chown = std::process::Command::new("chown")
         .args(["-R", "65534:65534", s(tmp.path())])
         .status()
@@ -596,17 +544,7 @@ fn interrupt_kills_builders_and_cleans_up() {
 derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "mkdir $out; echo started; sleep 3600" ]; }"#,
     )
     .unwrap();
-    let drv = nix_ok(
-        "nix-instantiate",
-        &[
-            "--store",
-            s(&store),
-            s(&expr),
-            "--arg",
-            "busybox",
-            s(&busybox),
-        ],
-    );
+    let drv = instantiate(&store, &expr, &busybox, None);
     let build_tmp = tmp.path().join("buildtmp");
     std::fs::create_dir(&build_tmp).unwrap();
     let child = kiln()
@@ -709,17 +647,7 @@ derivation { name = "fodbad"; system = "x86_64-linux"; builder = "${bb}/sh"; arg
         ("nix", tmp.path().join("n")),
         ("kiln", tmp.path().join("k")),
     ] {
-        let drv = nix_ok(
-            "nix-instantiate",
-            &[
-                "--store",
-                s(&store),
-                s(&expr),
-                "--arg",
-                "busybox",
-                s(&busybox),
-            ],
-        );
+        let drv = instantiate(&store, &expr, &busybox, None);
         let out = if who == "nix" {
             nix(
                 "nix-store",

@@ -101,3 +101,13 @@ pub fn busybox_dir(tmp: &Path) -> std::path::PathBuf {
     std::fs::copy(busybox, dir.join("sh")).unwrap();
     dir
 }
+
+/// `nix-instantiate` of `expr` (a function of `busybox`) into `store`; the `.drv` path
+/// of `attr`, or of the whole expression.
+pub fn instantiate(store: &Path, expr: &Path, busybox: &Path, attr: Option<&str>) -> String {
+    let mut args = vec!["--store", s(store), s(expr), "--arg", "busybox", s(busybox)];
+    if let Some(attr) = attr {
+        args.extend(["-A", attr]);
+    }
+    nix_ok("nix-instantiate", &args).trim().to_string()
+}
