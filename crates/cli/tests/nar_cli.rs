@@ -278,6 +278,28 @@ fn dir_nar(entries: &[(&[u8], &[&[u8]])]) -> Vec<u8> {
     out
 }
 
+/// Directories nested `depth` levels, each holding the next as entry `d`.
+fn deep_nar(depth: usize) -> Vec<u8> {
+    let mut out = tokens(&[b"nix-archive-1"]);
+    for _ in 0..depth {
+        out.extend(tokens(&[
+            b"(",
+            b"type",
+            b"directory",
+            b"entry",
+            b"(",
+            b"name",
+            b"d",
+            b"node",
+        ]));
+    }
+    out.extend(tokens(&[b"(", b"type", b"directory", b")"]));
+    for _ in 0..depth {
+        out.extend(tokens(&[b")", b")"]));
+    }
+    out
+}
+
 const FILE: &[&[u8]] = &[b"(", b"type", b"regular", b"contents", b"gotcha", b")"];
 const LINK_OUT: &[&[u8]] = &[b"(", b"type", b"symlink", b"target", b"../sentinel", b")"];
 
@@ -327,6 +349,50 @@ fn hostile_nars_are_refused_cleanly() {
             "not a nar",
             b"hello world, not a nar at all".to_vec(),
             ["bad magic".into(), "byte 0".into()],
+        ),
+        // The entry name token starts at byte 128 of a one-entry directory NAR.
+        (
+            "empty name",
+            dir_nar(&[(b"", FILE)]),
+            ["invalid entry name ''".into(), "byte 128".into()],
+        ),
+        (
+            "NUL in name",
+            dir_nar(&[(b"a\0b", FILE)]),
+            ["invalid entry name".into(), "byte 128".into()],
+        ),
+        // Its node's type value starts at byte 192.
+        (
+            "unknown node type",
+            dir_nar(&[(b"a", &[b"(", b"type", b"fifo", b")"])]),
+            ["fifo".into(), "byte 192".into()],
+        ),
+        (
+            "executable after contents",
+            dir_nar(&[(
+                b"a",
+                &[
+                    b"(",
+                    b"type",
+                    b"regular",
+                    b"contents",
+                    b"x",
+                    b"executable",
+                    b"",
+                    b")",
+                ],
+            )]),
+            ["executable".into(), "byte ".into()],
+        ),
+        // Each level is 136 bytes after the 24-byte magic; the 257th directory's
+        // type value is 32 bytes into its level.
+        (
+            "over-deep nesting",
+            deep_nar(300),
+            [
+                "nested deeper than 256 levels".into(),
+                format!("byte {}", 24 + 256 * 136 + 32),
+            ],
         ),
     ];
     for (what, nar, expected) in cases {
