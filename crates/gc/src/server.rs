@@ -48,6 +48,9 @@ pub(crate) struct Server {
     published: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// A second handle on the listening socket, to wake the accept loop on drop
+    /// whatever has become of the socket's path.
+    wake: UnixListener,
 }
 
 impl Server {
@@ -73,6 +76,7 @@ impl Server {
         let staging_path = dir.join(format!("socket.new-{}", std::process::id()));
         let _ = std::fs::remove_file(&staging_path);
         let listener = UnixListener::bind(&staging_path).ctx("binding", &staging_path)?;
+        let wake = listener.try_clone().ctx("duplicating", &staging_path)?;
         // Any user's process may need to register roots.
         std::fs::set_permissions(&staging_path, std::fs::Permissions::from_mode(0o666))
             .ctx("chmod", &staging_path)?;
@@ -84,6 +88,7 @@ impl Server {
             .spawn(move || accept_loop(listener, layout, shared, stop_flag))
             .ctx("starting the GC socket thread", &staging_path)?;
         Ok(Server {
+            wake,
             socket_path,
             staging_path,
             published: false,
@@ -105,13 +110,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the socket file stays, as Nix leaves it.
-        let path = if self.published {
-            &self.socket_path
-        } else {
-            &self.staging_path
-        };
-        let _ = UnixStream::connect(path);
+        // Shutting a listening socket down makes a blocked accept() return (Linux), so
+        // the thread always ends; connecting to the path would not if the path had been
+        // taken over. The socket file stays, as Nix leaves it.
+        let _ = rustix::net::shutdown(&self.wake, rustix::net::Shutdown::Both);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
