@@ -239,17 +239,9 @@ derivation { name = "fails"; system = "x86_64-linux"; builder = "${bb}/sh";
     assert!(!stderr.contains("panicked"));
     let valid = nix_ok("nix", &["path-info", "--store", s(&store), "--all"]);
     assert!(!valid.contains("-fails\n"), "{valid}");
-    let leftovers: Vec<_> = std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".chroot") || n.ends_with("-fails"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert_eq!(
-        std::fs::read_dir(&build_tmp).unwrap().count(),
-        0,
-        "build directory left behind"
-    );
+    assert_nothing_left(&store, &build_tmp, |n| {
+        n.ends_with(".chroot") || n.ends_with("-fails")
+    });
     assert_store_verifies(&store);
 }
 
@@ -583,17 +575,9 @@ derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; ar
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("interrupted by the user"), "{stderr}");
-    let leftovers: Vec<_> = std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".chroot") || n.ends_with("-forever") || n.contains("chroot-trash"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert_eq!(
-        std::fs::read_dir(&build_tmp).unwrap().count(),
-        0,
-        "build directory left behind"
-    );
+    assert_nothing_left(&store, &build_tmp, |n| {
+        n.ends_with(".chroot") || n.ends_with("-forever") || n.contains("chroot-trash")
+    });
     assert_store_verifies(&store);
 }
 
@@ -712,5 +696,20 @@ fn assert_store_verifies_nix_only(root: &Path) {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// No store entry matching `leftover` and no build directory remain after a build.
+fn assert_nothing_left(store: &Path, build_tmp: &Path, leftover: impl Fn(&str) -> bool) {
+    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| leftover(n))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::read_dir(build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
     );
 }

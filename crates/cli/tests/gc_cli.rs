@@ -24,6 +24,19 @@ fn add_linked(store: &LocalStore, name: &str, refs: &[StorePath]) -> StorePath {
     store.add_text(name, body.as_bytes(), &refs).unwrap()
 }
 
+/// Keep adding paths, each referring to up to three earlier ones (every `step`th), for
+/// `time`; returns them all.
+fn add_linked_for(store: &LocalStore, time: Duration, step: usize, prefix: &str) -> Vec<StorePath> {
+    let deadline = Instant::now() + time;
+    let mut made: Vec<StorePath> = Vec::new();
+    while Instant::now() < deadline {
+        let refs: Vec<StorePath> = made.iter().rev().step_by(step).take(3).cloned().collect();
+        let name = format!("{prefix}{}", made.len());
+        made.push(add_linked(store, &name, &refs));
+    }
+    made
+}
+
 #[test]
 fn gc_and_delete_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,14 +124,7 @@ fn kiln_collector_in_a_loop_while_kiln_adds_linked_paths() {
     // This process is the client: every path it makes or uses is temp-rooted, and
     // later paths refer to earlier ones, so a wrong deletion breaks a registration.
     let store = LocalStore::open(&root).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut made: Vec<StorePath> = Vec::new();
-    let mut i = 0;
-    while Instant::now() < deadline {
-        let refs: Vec<StorePath> = made.iter().rev().step_by(7).take(3).cloned().collect();
-        made.push(add_linked(&store, &format!("n{i}"), &refs));
-        i += 1;
-    }
+    let made = add_linked_for(&store, Duration::from_secs(60), 7, "n");
     stop.store(true, Ordering::SeqCst);
     let runs = collector.join().unwrap();
     assert!(runs >= 2, "the collector ran {runs} times");
@@ -147,14 +153,7 @@ fn nix_collector_in_a_loop_honours_kiln_temp_roots() {
             runs
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut made: Vec<StorePath> = Vec::new();
-    let mut i = 0;
-    while Instant::now() < deadline {
-        let refs: Vec<StorePath> = made.iter().rev().step_by(5).take(3).cloned().collect();
-        made.push(add_linked(&store, &format!("m{i}"), &refs));
-        i += 1;
-    }
+    let made = add_linked_for(&store, Duration::from_secs(15), 5, "m");
     stop.store(true, Ordering::SeqCst);
     let runs = collector.join().unwrap();
     assert!(runs >= 2, "nix-store --gc ran {runs} times");
