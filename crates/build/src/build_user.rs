@@ -28,7 +28,7 @@ impl BuildUser {
                 _lock: None,
             });
         }
-        let Some((gid, members)) = group_members("nixbld") else {
+        let Some(group) = build_group() else {
             return Ok(BuildUser {
                 uid: euid,
                 gid: egid,
@@ -37,8 +37,7 @@ impl BuildUser {
         };
         let pool = global_state_dir.join("userpool");
         std::fs::create_dir_all(&pool).ctx("creating", &pool)?;
-        for name in &members {
-            let Some(uid) = user_id(name) else { continue };
+        for &uid in &group.uids {
             let path = pool.join(uid.to_string());
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -50,13 +49,42 @@ impl BuildUser {
             if file.try_lock().is_ok() {
                 return Ok(BuildUser {
                     uid,
-                    gid,
+                    gid: group.gid,
                     _lock: Some(file),
                 });
             }
         }
-        Err(Error::NoBuildUser(members.len()))
+        Err(Error::NoBuildUser(group.members))
     }
+}
+
+/// The `nixbld` group as it was when this process first looked: editing the
+/// user database while builds run is not supported by Nix either, and reading
+/// `/etc/group` and `/etc/passwd` once per build was a measurable share of a
+/// trivial build.
+struct BuildGroup {
+    gid: u32,
+    /// How many members the group lists (some may lack a passwd entry).
+    members: usize,
+    uids: Vec<u32>,
+}
+
+fn build_group() -> Option<&'static BuildGroup> {
+    static GROUP: std::sync::OnceLock<Option<BuildGroup>> = std::sync::OnceLock::new();
+    GROUP
+        .get_or_init(|| {
+            let (gid, members) = group_members("nixbld")?;
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            Some(BuildGroup {
+                gid,
+                members: members.len(),
+                uids: members
+                    .iter()
+                    .filter_map(|name| user_id(&passwd, name))
+                    .collect(),
+            })
+        })
+        .as_ref()
 }
 
 fn group_members(group: &str) -> Option<(u32, Vec<String>)> {
@@ -75,9 +103,8 @@ fn group_members(group: &str) -> Option<(u32, Vec<String>)> {
     })
 }
 
-fn user_id(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|line| {
+fn user_id(passwd: &str, name: &str) -> Option<u32> {
+    passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 2 && fields[0] == name).then(|| fields[2].parse().ok())?
     })

@@ -3,12 +3,11 @@
 //! (or the next step of a chain) need not wait for it.
 
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use kiln_store::LocalStore;
-
-static PENDING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
 /// Delete a chroot in the background. It is first renamed to a temp-rooted scratch
 /// name inside the store, so neither a later build of the same derivation nor a
@@ -40,24 +39,65 @@ pub(crate) fn remove_dir_later(dir: PathBuf) {
     });
 }
 
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The one background thread and its queue; `None` once it could not be started.
+struct Worker {
+    queue: Option<Sender<Work>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+static WORKER: Mutex<Worker> = Mutex::new(Worker {
+    queue: None,
+    thread: None,
+});
+
+/// Nice value of the removal thread: it yields to builds and their bookkeeping
+/// when the CPUs are busy (on a 2-core machine a removal running beside two
+/// builders delays the next one), yet still gets a share, so a long run of
+/// builds cannot pile up unremoved build directories.
+const CLEANUP_NICENESS: i32 = 10;
+
 fn spawn(work: impl FnOnce() + Send + 'static) {
-    // If no thread can be started the work is lost, which only leaves garbage for the
-    // collector; the build itself has succeeded.
-    if let Ok(handle) = std::thread::Builder::new()
-        .name("kiln-cleanup".into())
-        .spawn(work)
-    {
-        PENDING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+    let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
+    if worker.queue.is_none() {
+        let (tx, rx) = mpsc::channel::<Work>();
+        // If no thread can be started the work is done right here instead.
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("kiln-cleanup".into())
+            .spawn(move || {
+                let _ = rustix::process::setpriority_process(None, CLEANUP_NICENESS);
+                for work in rx {
+                    work();
+                }
+            })
+        {
+            worker.queue = Some(tx);
+            worker.thread = Some(handle);
+        }
+    }
+    match &worker.queue {
+        Some(queue) => {
+            if let Err(mpsc::SendError(work)) = queue.send(Box::new(work)) {
+                work();
+            }
+        }
+        None => {
+            drop(worker);
+            work();
+        }
     }
 }
 
 /// Wait for every background removal; call before the process exits.
 pub fn finish_background_cleanup() {
-    let handles = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
-    for h in handles {
-        let _ = h.join();
+    let (queue, thread) = {
+        let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
+        (worker.queue.take(), worker.thread.take())
+    };
+    // Closing the queue ends the thread once it has done everything queued.
+    drop(queue);
+    if let Some(thread) = thread {
+        let _ = thread.join();
     }
 }

@@ -317,6 +317,73 @@ in {{
     assert_eq!(fetched, "hello from the host\n");
 }
 
+/// kiln lends network namespaces to one build after another; a builder that used the
+/// network must not leave the next one a namespace with traffic counters or sockets.
+#[test]
+fn each_builder_gets_an_unused_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("net.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: script: derivation { inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" script ]; };
+  report = "grep lo: /proc/net/dev; grep '^TCP:' /proc/net/sockstat";
+  talker = mk "talker" "(nc -l -p 5000 > got & sleep 0.3; echo hi | nc 127.0.0.1 5000; wait; cat got; ${report}) > $out 2>&1; echo done";
+  # The pool may hand out a spare first, so the talker's namespace comes back
+  # a build or two later.
+  quiet = n: dep: mk "quiet-${toString n}" "(echo after ${dep}; ${report}) > $out; echo done";
+  q1 = quiet 1 talker; q2 = quiet 2 q1; q3 = quiet 3 q2;
+in [ talker q1 q2 q3 ]"#,
+    )
+    .unwrap();
+    let drvs = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+        ],
+    );
+    let drvs: Vec<&str> = drvs.lines().collect();
+    let mut args = vec!["--store", s(&store), "build", "--no-link", "-j1"];
+    args.extend(&drvs);
+    let out = kiln_ok(&args);
+    let outs: Vec<&str> = out.lines().collect();
+    let read = |p: &str| std::fs::read_to_string(store.join(p.trim_start_matches('/'))).unwrap();
+    let counters = |report: &str| -> Vec<u64> {
+        let line = report.lines().find(|l| l.contains("lo:")).expect(report);
+        line.split_once(':')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(|c| c.parse().unwrap())
+            .collect()
+    };
+    let talker = read(outs[0]);
+    assert!(talker.starts_with("hi\n"), "{talker}");
+    assert!(
+        counters(&talker).iter().any(|&c| c > 0),
+        "the first builder did not use its loopback: {talker}"
+    );
+    for out in &outs[1..] {
+        let quiet = read(out);
+        assert!(
+            counters(&quiet).iter().all(|&c| c == 0),
+            "a later builder saw traffic: {quiet}"
+        );
+        let tcp = quiet.lines().find(|l| l.starts_with("TCP:")).expect(&quiet);
+        assert!(
+            tcp.contains("inuse 0 ") && tcp.contains(" tw 0 "),
+            "{quiet}"
+        );
+    }
+}
+
 /// Each builder sleeps, and kiln prints "building '<drv>'" when it starts one.
 #[test]
 fn concurrent_builders_build_each_output_once() {

@@ -25,10 +25,10 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal};
-use rustix::thread::LinkNameSpaceType;
 
 use crate::error::errno_text;
 use crate::idmap;
+use crate::netpool::NetworkPool;
 use crate::plan::{flags, Plan};
 use crate::status;
 use crate::sys;
@@ -64,12 +64,12 @@ pub fn helper_main() -> ! {
     if startup.is_err() || rustix::io::write(sock, &hello) != Ok(hello.len()) {
         sys::exit_now(1);
     }
-    let mut nets = SpareNetwork::new();
+    let mut nets = NetworkPool::new();
     loop {
-        // Make the next network namespace while idle, not while a build
-        // (of a parallel job) is already waiting.
+        // Tend the network namespaces while idle, not while a build (of a
+        // parallel job) is already waiting.
         if !request_pending(sock) {
-            nets.replenish();
+            nets.tend();
         }
         match receive(sock) {
             Ok(Some(request)) => serve(request, &mut nets),
@@ -79,99 +79,13 @@ pub fn helper_main() -> ! {
     }
 }
 
-/// A private network namespace made ahead of time, between requests.
-///
-/// Creating a network namespace is the most expensive part of the clone
-/// (about half a millisecond here), so the helper makes the next one while the
-/// current build runs, brings its `lo` up, and moves the next child into it
-/// before cloning. Each namespace is used by exactly one build, like a fresh
-/// `CLONE_NEWNET`. The one difference: it is owned by the initial user
-/// namespace instead of the sandbox's, which the builder could only see
-/// through `ioctl(NS_GET_USERNS)`; it has no capabilities in either.
-/// Only root can do this; other callers get `CLONE_NEWNET` as in Nix.
-struct SpareNetwork {
-    /// The helper's own network namespace, to return to after each dance.
-    home: Option<OwnedFd>,
-    spare: Option<OwnedFd>,
-}
-
-impl SpareNetwork {
-    fn new() -> SpareNetwork {
-        let home = if rustix::process::geteuid().is_root() {
-            rustix::fs::open(
-                c"/proc/self/ns/net",
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .ok()
-        } else {
-            None
-        };
-        SpareNetwork { home, spare: None }
-    }
-
-    /// Makes a spare namespace if there is none; failures just mean the next
-    /// build uses `CLONE_NEWNET`.
-    fn replenish(&mut self) {
-        let Some(home) = &self.home else { return };
-        if self.spare.is_some() {
-            return;
-        }
-        if sys::unshare_network_namespace().is_err() {
-            self.home = None;
-            return;
-        }
-        let made = crate::net::loopback_up().ok().and_then(|()| {
-            rustix::fs::open(
-                c"/proc/self/ns/net",
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .ok()
-        });
-        go_home(home);
-        self.spare = made;
-    }
-
-    /// Enters the spare namespace for the next clone; `None` if there is none.
-    fn enter(&mut self) -> Option<Entered<'_>> {
-        let spare = self.spare.take()?;
-        let home = self.home.as_ref()?;
-        rustix::thread::move_into_link_name_space(spare.as_fd(), Some(LinkNameSpaceType::Network))
-            .ok()?;
-        Some(Entered { home })
-    }
-}
-
-/// While alive, the helper is in a spare network namespace; dropping it
-/// returns home.
-struct Entered<'a> {
-    home: &'a OwnedFd,
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        go_home(self.home);
-    }
-}
-
-fn go_home(home: &OwnedFd) {
-    // Staying in a used or spare namespace would give later fixed-output
-    // builds the wrong network: better to die and be restarted.
-    if rustix::thread::move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))
-        .is_err()
-    {
-        sys::exit_now(3);
-    }
-}
-
 struct Request {
     plan: Vec<u8>,
     pty: OwnedFd,
     status: OwnedFd,
 }
 
-fn serve(request: Request, nets: &mut SpareNetwork) {
+fn serve(request: Request, nets: &mut NetworkPool) {
     let Request { plan, pty, status } = request;
     if let Err(message) = start(&plan, &pty, &status, nets) {
         status::send(
@@ -189,7 +103,7 @@ fn start(
     plan_bytes: &[u8],
     pty: &OwnedFd,
     status: &OwnedFd,
-    nets: &mut SpareNetwork,
+    nets: &mut NetworkPool,
 ) -> Result<(), String> {
     let plan = Plan::decode(plan_bytes)?;
     let status_fd = status.as_raw_fd();
@@ -254,7 +168,9 @@ fn start(
             ))
         }
     };
-    drop(entered);
+    if let Some(entered) = entered {
+        entered.lend_to(pid);
+    }
     drop(sync_read);
     status::send(status_fd, status::TAG_PID, &pid.to_le_bytes());
 

@@ -41,8 +41,10 @@
 //! * the helper is a long-lived process, so umask and rlimits are those of
 //!   the caller when the helper started;
 //! * as root, the private network namespace is made ahead of time by the
-//!   helper: owned by the initial user namespace instead of the sandbox's
-//!   (visible only through `ioctl(NS_GET_USERNS)`);
+//!   helper and owned by the initial user namespace instead of the sandbox's
+//!   (visible only through `ioctl(NS_GET_USERNS)`); it is reused by a later
+//!   sandbox only if no builder ever sent a packet in it (see `netpool.rs`),
+//!   so only its inode number can tell it from a fresh one;
 //! * builders start with every signal at its default; Nix passes on whatever
 //!   its own parent left ignored.
 
@@ -56,6 +58,7 @@ mod helper;
 mod idmap;
 mod mounts;
 mod net;
+mod netpool;
 mod plan;
 mod prepare;
 mod pty;
