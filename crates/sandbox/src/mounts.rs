@@ -19,7 +19,7 @@ fn show(p: &CStr) -> std::borrow::Cow<'_, str> {
     p.to_string_lossy()
 }
 
-/// Everything from making `/` private up to the second mount namespace;
+/// Everything from making `/` private up to the pivot;
 /// runs with the host's root still visible, so sources are host paths.
 pub(crate) fn setup(plan: &Plan) -> Result<(), String> {
     // Mounting below a shared subtree would propagate to the host even from a
@@ -85,11 +85,7 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), String> {
     if let Some(pts) = &plan.devpts {
         devpts(pts, &plan.ptmx)?;
     }
-    // Nix unshares the mount namespace once more here (keeping the first one
-    // to bind paths into later for recursive Nix). kiln adds no paths later,
-    // but the copy is visible: mountinfo then lists the mounts in tree order
-    // (the copy's order) rather than in creation order.
-    crate::sys::unshare_mount_namespace().map_err(|e| fail("unsharing mount namespace".into(), e))
+    Ok(())
 }
 
 fn devpts(pts: &CStr, ptmx: &CStr) -> Result<(), String> {
@@ -150,5 +146,12 @@ pub(crate) fn pivot(plan: &Plan) -> Result<(), String> {
         .map_err(|e| fail("cannot unmount real root filesystem".into(), e))?;
     rustix::process::chroot(c".")
         .map_err(|e| fail(format!("cannot change root directory to '{chroot}'"), e))?;
-    rustix::process::chdir(c"/").map_err(|e| fail("cannot change directory to '/'".into(), e))
+    rustix::process::chdir(c"/").map_err(|e| fail("cannot change directory to '/'".into(), e))?;
+    // Nix unshares the mount namespace once more before pivoting (keeping the
+    // first one to bind paths into later for recursive Nix). kiln adds no
+    // paths later, but the copy is visible: mountinfo then lists the mounts in
+    // tree order (the copy's order) rather than in creation order. Copying
+    // after the old root is detached gives the same tree, and copies a dozen
+    // mounts instead of the whole host's table.
+    crate::sys::unshare_mount_namespace().map_err(|e| fail("unsharing mount namespace".into(), e))
 }

@@ -1,7 +1,7 @@
 //! [`LocalStore`]: opening a store (creating it as Nix would), queries, and the
 //! protocol every write follows: temp root, lock, re-check, write, sync, register.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -179,19 +179,20 @@ impl LocalStore {
         paths: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<BTreeSet<StorePath>> {
         let db = self.db();
-        let mut seen: BTreeSet<StorePath> = BTreeSet::new();
-        let mut queue: VecDeque<StorePath> = paths.into_iter().cloned().collect();
-        while let Some(p) = queue.pop_front() {
-            if seen.contains(&p) {
+        let mut closure: BTreeSet<StorePath> = BTreeSet::new();
+        for p in paths {
+            if closure.contains(p) {
                 continue;
             }
-            let info = db
-                .query_path_info(&p)?
-                .ok_or_else(|| Error::InvalidPath(self.layout.display(&p)))?;
-            queue.extend(info.references.into_iter().filter(|r| !seen.contains(r)));
-            seen.insert(p);
+            // One recursive query per root: a chain of builds would otherwise ask for
+            // every path of an ever longer closure one by one.
+            let below = db.closure_of(p)?;
+            if !below.contains(p) {
+                return Err(Error::InvalidPath(self.layout.display(p)));
+            }
+            closure.extend(below);
         }
-        Ok(seen)
+        Ok(closure)
     }
 
     /// Register objects whose files are complete and canonical, in one transaction.
