@@ -11,8 +11,8 @@ use crate::known::Known;
 
 /// Plans and runs the nodes of a goal graph.
 ///
-/// `plan` is called on the thread that called [`Scheduler::run`](crate::Scheduler::run),
-/// `run` on worker threads, several at once (hence `Sync`).
+/// Both are called on worker threads: `plan` one call at a time, `run` several at once
+/// (hence `Sync`).
 pub trait Executor: Send + Sync {
     /// Identity of a node, and at the same time its immutable objective: wanting more
     /// (another output, say) means wanting another key, never widening an existing one.

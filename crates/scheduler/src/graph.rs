@@ -165,6 +165,14 @@ where
         self.unplanned.pop()
     }
 
+    pub(crate) fn has_unplanned(&self) -> bool {
+        !self.unplanned.is_empty()
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// The next ready node, now marked running.
     pub(crate) fn next_ready(&mut self) -> Option<NodeId> {
         let id = self.ready.pop_front()?;

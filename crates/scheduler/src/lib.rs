@@ -28,8 +28,9 @@
 //!   running jobs are told through [`RunContext`]; with it, everything that does not
 //!   depend on a failure is still built.
 //!
-//! Planning happens on the caller's thread, `run` on worker threads; events reach the
-//! observer on the caller's thread, in decision order. A [`RunOutcome::Retry`] calls `run`
+//! Planning, `run` and events all happen on the worker threads (one per job slot, started
+//! as parallel work appears), under one lock: events reach the observer in decision
+//! order, one at a time. A [`RunOutcome::Retry`] calls `run`
 //! again after its delay, not `plan`: the job re-checks what it waited for (Nix's "someone
 //! beat us to it" after an output lock).
 //!
@@ -71,7 +72,6 @@ mod graph;
 mod known;
 mod observer;
 mod outcome;
-mod pool;
 mod scheduler;
 
 pub use executor::{CancelToken, Executor, Plan, RunContext, RunOutcome};

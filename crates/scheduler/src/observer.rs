@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use crate::outcome::Failure;
 
-/// Receives every event of a run, on the thread that called
-/// [`Scheduler::run`](crate::Scheduler::run), in the order the scheduler made the
-/// decisions (so no locking is needed, and a `Started` never precedes the `Built` of a
-/// key it needed). Keep it quick: the scheduler waits for it.
+/// Receives every event of a run, one at a time under the scheduler's lock (on
+/// whichever worker thread made the decision, hence `Send`), in the order the scheduler
+/// made the decisions: a `Started` never precedes the `Built` of a key it needed. Keep it
+/// quick: every worker waits for it.
 pub trait Observer<K, O, E> {
     fn event(&mut self, event: Event<'_, K, O, E>);
 }

@@ -1,21 +1,31 @@
-//! The coordinator: plans nodes, hands ready ones to job slots, applies job results,
+//! The run loop: plans nodes, hands ready ones to job slots, applies job results,
 //! wakes retries, stops after a failure, and reports events.
 //!
-//! It runs on the caller's thread and blocks only on the result channel (with a timeout
-//! when a retry is due), so no time is spent polling.
+//! There is no coordinator thread. Each job slot is a worker thread, and whichever
+//! worker holds the state's lock does the coordinating: a worker that finishes a job
+//! applies its result, plans what that unblocked and takes the next ready node itself.
+//! In a chain of builds each step therefore starts on the thread that finished the
+//! previous one, with no thread to wake in between (on a busy 2-core machine a wake-up
+//! can cost as much as a trivial build's whole bookkeeping). Idle workers sleep on a
+//! condition variable, with a timeout when a retry is due, so no time is spent polling.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::thread;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
-use crate::executor::{CancelToken, Executor, Plan, RunOutcome};
+use crate::executor::{CancelToken, Executor, Plan, RunContext, RunOutcome};
 use crate::graph::{Finished, Graph, NodeId};
 use crate::observer::{Decision, Event, Observer, Progress};
 use crate::outcome::{Failure, Report};
-use crate::pool::{panic_message, Job, JobDone, JobFailure, Pool};
+
+/// How long a worker plans, holding the lock, before it lets the workers it called take
+/// the nodes that are ready: small graphs are planned whole before anything runs, large
+/// ones do not keep builds waiting.
+const PLANNING_BURST: Duration = Duration::from_millis(2);
 
 /// A retry deadline too far to represent is replaced by this; it is as good as never.
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -47,7 +57,7 @@ pub struct Scheduler<X> {
 }
 
 type ObserverOf<'o, X> =
-    dyn Observer<<X as Executor>::Key, <X as Executor>::Output, <X as Executor>::Error> + 'o;
+    dyn Observer<<X as Executor>::Key, <X as Executor>::Output, <X as Executor>::Error> + Send + 'o;
 
 impl<X: Executor> Scheduler<X> {
     pub fn new(executor: X, options: Options) -> Self {
@@ -67,34 +77,58 @@ impl<X: Executor> Scheduler<X> {
     pub fn run(
         &self,
         goals: impl IntoIterator<Item = X::Key>,
-        observer: &mut dyn Observer<X::Key, X::Output, X::Error>,
+        observer: &mut ObserverOf<'_, X>,
     ) -> Report<X::Key, X::Output, X::Error> {
         let mut graph = Graph::new();
         let goals = graph.add_goals(goals);
-        let cancel = CancelToken::new();
-        let mut coordinator = Coordinator {
-            executor: &self.executor,
-            keep_going: self.options.keep_going,
-            graph,
-            observer,
-            retries: BinaryHeap::new(),
-            running: 0,
-            stopped_by: None,
-            cancel: cancel.clone(),
-            finished: Vec::new(),
-            progress: Progress::default(),
+        let shared = Shared {
+            state: Mutex::new(State {
+                executor: &self.executor,
+                keep_going: self.options.keep_going,
+                graph,
+                observer,
+                retries: BinaryHeap::new(),
+                running: 0,
+                stopped_by: None,
+                cancel: CancelToken::new(),
+                finished: Vec::new(),
+                progress: Progress::default(),
+                workers: 1,
+                idle: 0,
+                over: false,
+            }),
+            wake: Condvar::new(),
+            jobs: self.options.jobs.get(),
         };
         thread::scope(|scope| {
-            let mut pool = Pool::new(scope, &self.executor, self.options.jobs.get(), cancel);
-            coordinator.drive(&mut pool);
+            // Workers are started as parallel work appears: a run that only plans, or
+            // builds a chain, uses one thread, not `jobs`.
+            spawn_worker(scope, &shared, 0);
         });
-        coordinator.graph.fail_unfinished();
-        coordinator.settle();
-        coordinator.graph.into_report(&goals)
+        let mut state = shared
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.graph.fail_unfinished();
+        state.settle();
+        state.graph.into_report(&goals)
     }
 }
 
-struct Coordinator<'a, 'o, X: Executor> {
+struct Shared<'a, 'o, X: Executor> {
+    state: Mutex<State<'a, 'o, X>>,
+    /// Signalled when work may be available or the run is over.
+    wake: Condvar,
+    jobs: usize,
+}
+
+impl<'a, 'o, X: Executor> Shared<'a, 'o, X> {
+    fn lock(&self) -> MutexGuard<'_, State<'a, 'o, X>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct State<'a, 'o, X: Executor> {
     executor: &'a X,
     keep_going: bool,
     graph: Graph<X::Key, X::Output, X::Error>,
@@ -107,44 +141,173 @@ struct Coordinator<'a, 'o, X: Executor> {
     cancel: CancelToken,
     finished: Vec<NodeId>,
     progress: Progress,
+    /// Worker threads started so far; worker `i` is job slot `i`.
+    workers: usize,
+    /// Workers waiting for work.
+    idle: usize,
+    /// Nothing can change any more (or a worker panicked): every worker leaves.
+    over: bool,
 }
 
-impl<X: Executor> Coordinator<'_, '_, X> {
-    fn drive(&mut self, pool: &mut Pool<'_, '_, X>) {
-        self.report_progress();
-        loop {
-            while let Some(done) = pool.try_recv() {
-                self.on_job_done(pool, done);
+fn spawn_worker<'scope, 'env, 'a: 'env, 'o: 'env, X: Executor>(
+    scope: &'scope Scope<'scope, 'env>,
+    shared: &'env Shared<'a, 'o, X>,
+    slot: usize,
+) {
+    thread::Builder::new()
+        .name(format!("kiln-job-{slot}"))
+        .spawn_scoped(scope, move || work(scope, shared, slot))
+        .expect("failed to spawn a scheduler worker thread");
+}
+
+/// Ends the run if a worker unwinds (a panicking observer, say), so the others stop
+/// waiting; the scope then re-raises the panic.
+struct EndOnPanic<'s, 'a, 'o, X: Executor>(&'s Shared<'a, 'o, X>);
+
+impl<X: Executor> Drop for EndOnPanic<'_, '_, '_, X> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let mut state = self.0.lock();
+            state.over = true;
+            state.cancel.cancel();
+            drop(state);
+            self.0.wake.notify_all();
+        }
+    }
+}
+
+fn work<'scope, 'env, 'a: 'env, 'o: 'env, X: Executor>(
+    scope: &'scope Scope<'scope, 'env>,
+    shared: &'env Shared<'a, 'o, X>,
+    slot: usize,
+) {
+    let _end_on_panic = EndOnPanic(shared);
+    let mut state = shared.lock();
+    let ctx = RunContext::new(slot, state.cancel.clone());
+    if slot == 0 {
+        state.report_progress();
+    }
+    let mut planning_since: Option<Instant> = None;
+    loop {
+        if state.over {
+            break;
+        }
+        state.wake_due_retries();
+        // With more than one slot, planning comes first: other workers are called to take
+        // what is ready meanwhile, so neither builds nor planning wait for the other.
+        let keep_planning = state.graph.has_unplanned() && shared.jobs > 1;
+        if state.graph.has_ready() && !keep_planning {
+            planning_since = None;
+            let Some((node, key, known)) = state.take_ready(slot) else {
+                unreachable!("a node is ready")
+            };
+            if state.graph.has_ready() || state.graph.has_unplanned() {
+                call_helper(scope, shared, &mut state);
             }
-            self.wake_due_retries();
-            self.dispatch(pool);
-            // Plan one node at a time, so that results and dispatch are interleaved with
-            // planning and workers never sit idle behind a long planning phase.
-            if let Some(id) = self.graph.next_unplanned() {
-                self.plan(id);
-                continue;
-            }
-            if self.running == 0 && self.retries.is_empty() {
-                // With every slot free, dispatch has emptied the ready queue: nothing can
-                // change any more, except by failing cycles that nothing else will break.
-                debug_assert!(self.graph.is_idle());
-                if self.graph.done() < self.graph.total() && self.graph.fail_stuck_cycles() {
-                    self.settle();
-                    continue;
-                }
+            let executor = state.executor;
+            drop(state);
+            // A panicking job must still report, or its node would never finish.
+            let result = catch_unwind(AssertUnwindSafe(|| executor.run(&key, &known, &ctx)));
+            let result = match result {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(e)) => Err(JobFailure::Error(e)),
+                Err(payload) => Err(JobFailure::Panicked(panic_message(payload.as_ref()))),
+            };
+            drop((key, known));
+            state = shared.lock();
+            if state.over {
                 break;
             }
-            let done = match self.retries.peek() {
-                None => Some(pool.recv()),
-                Some(Reverse((deadline, _))) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    pool.recv_timeout(wait)
-                }
-            };
-            if let Some(done) = done {
-                self.on_job_done(pool, done);
-            }
+            state.on_job_done(node, slot, result);
+            continue;
         }
+        // Plan one node at a time, so that nodes become ready, and are taken, while the
+        // rest of the graph is still being planned.
+        if let Some(id) = state.graph.next_unplanned() {
+            if state.graph.has_ready() {
+                call_helper(scope, shared, &mut state);
+            }
+            let burst_start = *planning_since.get_or_insert_with(Instant::now);
+            state.plan(id);
+            if state.graph.has_ready()
+                && state.graph.has_unplanned()
+                && burst_start.elapsed() >= PLANNING_BURST
+            {
+                // Let a called worker in to take what is ready.
+                drop(state);
+                thread::yield_now();
+                state = shared.lock();
+                planning_since = None;
+            }
+            continue;
+        }
+        if state.running == 0 && state.retries.is_empty() {
+            // Nothing is running or waiting and nothing is ready: nothing can change any
+            // more, except by failing cycles that nothing else will break.
+            debug_assert!(state.graph.is_idle());
+            if state.graph.done() < state.graph.total() && state.graph.fail_stuck_cycles() {
+                state.settle();
+                continue;
+            }
+            state.over = true;
+            shared.wake.notify_all();
+            break;
+        }
+        state.idle += 1;
+        let due = state.retries.peek().map(|Reverse((deadline, _))| *deadline);
+        state = match due {
+            None => shared
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(deadline) => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match shared.wake.wait_timeout(state, wait) {
+                    Ok((guard, _)) => guard,
+                    Err(poisoned) => poisoned.into_inner().0,
+                }
+            }
+        };
+        state.idle -= 1;
+    }
+}
+
+/// Wakes an idle worker, or starts one if every started worker is busy and a slot is
+/// left, to take work this one will not get to soon.
+fn call_helper<'scope, 'env, 'a: 'env, 'o: 'env, X: Executor>(
+    scope: &'scope Scope<'scope, 'env>,
+    shared: &'env Shared<'a, 'o, X>,
+    state: &mut State<'a, 'o, X>,
+) {
+    if state.idle > 0 {
+        shared.wake.notify_one();
+    } else if state.workers < shared.jobs {
+        let next = state.workers;
+        state.workers += 1;
+        spawn_worker(scope, shared, next);
+    }
+}
+
+enum JobFailure<E> {
+    Error(E),
+    Panicked(String),
+}
+
+type Taken<X> = (
+    NodeId,
+    <X as Executor>::Key,
+    std::sync::Arc<crate::known::Known<<X as Executor>::Key, <X as Executor>::Output>>,
+);
+
+impl<X: Executor> State<'_, '_, X> {
+    fn take_ready(&mut self, slot: usize) -> Option<Taken<X>> {
+        let id = self.graph.next_ready()?;
+        let key = self.graph.key(id).clone();
+        let known = self.graph.known_shared(id);
+        self.running += 1;
+        self.observer.event(Event::Started { key: &key, slot });
+        self.report_progress();
+        Some((id, key, known))
     }
 
     fn plan(&mut self, id: NodeId) {
@@ -170,27 +333,12 @@ impl<X: Executor> Coordinator<'_, '_, X> {
         self.settle();
     }
 
-    fn dispatch(&mut self, pool: &mut Pool<'_, '_, X>) {
-        while pool.has_free_slot() {
-            let Some(id) = self.graph.next_ready() else {
-                break;
-            };
-            let key = self.graph.key(id);
-            let job = Job {
-                node: id,
-                key: key.clone(),
-                known: self.graph.known_shared(id),
-            };
-            let slot = pool.start(job);
-            self.running += 1;
-            self.observer.event(Event::Started { key, slot });
-            self.report_progress();
-        }
-    }
-
-    fn on_job_done(&mut self, pool: &mut Pool<'_, '_, X>, done: JobDone<X>) {
-        let JobDone { node, slot, result } = done;
-        pool.release(slot);
+    fn on_job_done(
+        &mut self,
+        node: NodeId,
+        slot: usize,
+        result: Result<RunOutcome<X::Output>, JobFailure<X::Error>>,
+    ) {
         self.running -= 1;
         match (result, &self.stopped_by) {
             (Ok(RunOutcome::Built(output)), _) => self.graph.succeed(node, output, true),
@@ -266,5 +414,15 @@ impl<X: Executor> Coordinator<'_, '_, X> {
             self.progress = now;
             self.observer.event(Event::Progress(now));
         }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
     }
 }
