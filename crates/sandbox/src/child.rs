@@ -10,7 +10,7 @@
 //! the maps while the child mounts, and the child waits only before `setuid`.
 //! The builder cannot observe the difference.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
@@ -24,7 +24,7 @@ const PER_LINUX32: libc::c_ulong = 0x0008;
 const UNAME26: libc::c_ulong = 0x0020000;
 const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
 
-/// Entry point of the cloned child. Never returns.
+/// Entry point of a child cloned for one request. Never returns.
 pub(crate) fn main(
     plan: &Plan,
     sync: OwnedFd,
@@ -33,12 +33,77 @@ pub(crate) fn main(
     user_namespace: bool,
     network_ready: bool,
 ) -> ! {
+    let early = Early {
+        done: false,
+        network_ready,
+    };
+    run(plan, sync, pty, status, user_namespace, early)
+}
+
+/// Entry point of a spare child (see `spare.rs`), cloned before its request exists: it
+/// does what is the same for every sandbox, then waits on `ctl` (the helper's socket)
+/// for a request, which the helper only sends if the plan asks for exactly that
+/// (private network, syscall filter, no new privileges); later the helper writes the
+/// sync byte on the same socket. Never returns.
+pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool) -> ! {
+    let Ok(ctl) = sys::isolate_spare(ctl) else {
+        sys::exit_now(1)
+    };
+    if seccomp::install(false).is_err() || set_names().is_err() {
+        // The helper sees the spare gone when it forwards a request, and clones anew.
+        sys::exit_now(1);
+    }
+    let request = match crate::helper::receive(ctl.as_fd()) {
+        Ok(Some(request)) => request,
+        _ => sys::exit_now(0),
+    };
+    let plan = match Plan::decode(&request.plan) {
+        Ok(plan) => plan,
+        Err(message) => {
+            status::send(
+                request.status.as_raw_fd(),
+                status::TAG_CHILD_ERROR,
+                message.as_bytes(),
+            );
+            sys::exit_now(1)
+        }
+    };
+    let early = Early {
+        done: true,
+        network_ready,
+    };
+    run(
+        &plan,
+        ctl,
+        request.pty.as_raw_fd(),
+        request.status.as_raw_fd(),
+        user_namespace,
+        early,
+    )
+}
+
+/// Which of the plan-independent steps already happened.
+struct Early {
+    /// Syscall filter (the default one) installed, host and domain names set.
+    done: bool,
+    /// The network namespace's `lo` is up already.
+    network_ready: bool,
+}
+
+fn run(
+    plan: &Plan,
+    sync: OwnedFd,
+    pty: RawFd,
+    status: RawFd,
+    user_namespace: bool,
+    early: Early,
+) -> ! {
     // Until the status pipe is at its fixed number, errors go to wherever it is.
     let mut status_fd = status;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         place_fds(pty, status)?;
         status_fd = STATUS_FD;
-        setup(plan, sync, user_namespace, network_ready)
+        setup(plan, sync, user_namespace, &early)
     }));
     let message = match result {
         Ok(Err(message)) => message,
@@ -68,27 +133,27 @@ fn sys_fail(what: &str, e: impl Into<std::io::Error>) -> String {
 
 enum Never {}
 
-fn setup(
-    plan: &Plan,
-    sync: OwnedFd,
-    user_namespace: bool,
-    network_ready: bool,
-) -> Result<Never, String> {
+fn set_names() -> Result<(), String> {
+    // Nix passes sizeof() of the literals, i.e. including the NUL.
+    rustix::system::sethostname(b"localhost\0").map_err(|e| sys_fail("cannot set host name", e))?;
+    rustix::system::setdomainname(b"(none)\0").map_err(|e| sys_fail("cannot set domain name", e))
+}
+
+fn setup(plan: &Plan, sync: OwnedFd, user_namespace: bool, early: &Early) -> Result<Never, String> {
     // The rest of Nix's commonChildInit: own session (no controlling
     // terminal, no terminal signals); stdin follows after the pivot.
     rustix::process::setsid().map_err(|e| sys_fail("creating a new session", e))?;
 
-    if plan.has(flags::FILTER_SYSCALLS) {
-        seccomp::install(plan.has(flags::ALLOW_NEW_PRIVILEGES))?;
+    if !early.done {
+        if plan.has(flags::FILTER_SYSCALLS) {
+            seccomp::install(plan.has(flags::ALLOW_NEW_PRIVILEGES))?;
+        }
+        set_names()?;
     }
     // A namespace prepared by the helper already has `lo` up.
-    if plan.has(flags::PRIVATE_NETWORK) && !network_ready {
+    if plan.has(flags::PRIVATE_NETWORK) && !early.network_ready {
         net::loopback_up()?;
     }
-    // Nix passes sizeof() of the literals, i.e. including the NUL.
-    rustix::system::sethostname(b"localhost\0").map_err(|e| sys_fail("cannot set host name", e))?;
-    rustix::system::setdomainname(b"(none)\0")
-        .map_err(|e| sys_fail("cannot set domain name", e))?;
 
     mounts::setup(plan)?;
     mounts::pivot(plan)?;

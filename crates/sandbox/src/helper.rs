@@ -65,29 +65,31 @@ pub fn helper_main() -> ! {
         sys::exit_now(1);
     }
     let mut nets = NetworkPool::new();
+    let mut spares = Spares::new();
     loop {
-        // Tend the network namespaces while idle, not while a build (of a
-        // parallel job) is already waiting.
+        // Prepare namespaces and the next child while idle, not while a build
+        // (of a parallel job) is already waiting.
         if !request_pending(sock) {
             nets.tend();
+            spares.replenish(&mut nets);
         }
         match receive(sock) {
-            Ok(Some(request)) => serve(request, &mut nets),
+            Ok(Some(request)) => serve(request, &mut nets, &mut spares),
             Ok(None) => sys::exit_now(0),
             Err(_) => sys::exit_now(1),
         }
     }
 }
 
-struct Request {
-    plan: Vec<u8>,
-    pty: OwnedFd,
-    status: OwnedFd,
+pub(crate) struct Request {
+    pub(crate) plan: Vec<u8>,
+    pub(crate) pty: OwnedFd,
+    pub(crate) status: OwnedFd,
 }
 
-fn serve(request: Request, nets: &mut NetworkPool) {
+fn serve(request: Request, nets: &mut NetworkPool, spares: &mut Spares) {
     let Request { plan, pty, status } = request;
-    if let Err(message) = start(&plan, &pty, &status, nets) {
+    if let Err(message) = start(&plan, &pty, &status, nets, spares) {
         status::send(
             status.as_raw_fd(),
             status::TAG_HELPER_ERROR,
@@ -99,23 +101,107 @@ fn serve(request: Request, nets: &mut NetworkPool) {
     // builder (or died).
 }
 
+/// A sandboxed child that exists and waits for its uid map and sync byte.
+struct Launched {
+    pid: libc::pid_t,
+    /// Where the sync byte goes: a pipe, or a spare's socket.
+    sync: OwnedFd,
+    user_namespace: bool,
+}
+
 fn start(
     plan_bytes: &[u8],
     pty: &OwnedFd,
     status: &OwnedFd,
     nets: &mut NetworkPool,
+    spares: &mut Spares,
 ) -> Result<(), String> {
     let plan = Plan::decode(plan_bytes)?;
     let status_fd = status.as_raw_fd();
+    spares.learn(&plan);
+    let launched = match spares.take_for(&plan) {
+        Some(spare) => spare.hand_over(plan_bytes, pty, status),
+        None => None,
+    };
+    let launched = match launched {
+        Some(launched) => launched,
+        None => clone_for(&plan, pty, status, nets)?,
+    };
+    let Launched {
+        pid,
+        sync,
+        user_namespace,
+    } = launched;
+    status::send(status_fd, status::TAG_PID, &pid.to_le_bytes());
+
+    let finish = || -> Result<(), String> {
+        if user_namespace {
+            idmap::write_maps(
+                pid,
+                plan.sandbox_uid,
+                plan.host_uid,
+                plan.sandbox_gid,
+                plan.host_gid,
+            )?;
+        } else {
+            if !rustix::process::getuid().is_root() {
+                return Err(
+                    "cannot perform a sandboxed build because user namespaces are not enabled; \
+                            check /proc/sys/user/max_user_namespaces"
+                        .into(),
+                );
+            }
+            // /etc/passwd was written for the namespace ids; Nix writes it
+            // after the clone with the ids actually in use.
+            if let Some((path, contents)) = &plan.passwd_fallback {
+                let path = std::path::Path::new(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+                );
+                std::fs::write(path, contents).map_err(|e| {
+                    format!(
+                        "writing '{}': {}",
+                        path.display(),
+                        errno_text(e.raw_os_error().unwrap_or(0))
+                    )
+                })?;
+            }
+        }
+        rustix::io::write(&sync, b"1").map_err(|e| {
+            format!(
+                "signalling the sandboxed process: {}",
+                errno_text(e.raw_os_error())
+            )
+        })?;
+        Ok(())
+    };
+    let result = finish();
+    if result.is_err() {
+        // Don't leave a half-set-up sandbox waiting for the sync byte.
+        if let Some(pid) = Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+    result
+}
+
+/// The namespaces every sandbox gets, whatever its plan.
+const BASE_CLONE_FLAGS: libc::c_ulong = (libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_PARENT
+    | libc::SIGCHLD) as libc::c_ulong;
+
+/// Clones a child for `plan` now (no spare fits).
+fn clone_for(
+    plan: &Plan,
+    pty: &OwnedFd,
+    status: &OwnedFd,
+    nets: &mut NetworkPool,
+) -> Result<Launched, String> {
     let (sync_read, sync_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| format!("creating a pipe: {}", errno_text(e.raw_os_error())))?;
-
-    let mut clone_flags = (libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_PARENT
-        | libc::SIGCHLD) as libc::c_ulong;
+    let mut clone_flags = BASE_CLONE_FLAGS;
     let entered = if plan.has(flags::PRIVATE_NETWORK) {
         nets.enter()
     } else {
@@ -152,10 +238,10 @@ fn start(
             // read sees EOF if the helper dies before signalling.
             drop(sync_write);
             crate::child::main(
-                &plan,
+                plan,
                 sync_read,
                 pty.as_raw_fd(),
-                status_fd,
+                status.as_raw_fd(),
                 user_namespace,
                 network_ready,
             )
@@ -171,57 +257,143 @@ fn start(
     if let Some(entered) = entered {
         entered.lend_to(pid);
     }
-    drop(sync_read);
-    status::send(status_fd, status::TAG_PID, &pid.to_le_bytes());
+    Ok(Launched {
+        pid,
+        sync: sync_write,
+        user_namespace,
+    })
+}
 
-    let finish = || -> Result<(), String> {
-        if user_namespace {
-            idmap::write_maps(
-                pid,
-                plan.sandbox_uid,
-                plan.host_uid,
-                plan.sandbox_gid,
-                plan.host_gid,
-            )?;
-        } else {
-            if !rustix::process::getuid().is_root() {
-                return Err(
-                    "cannot perform a sandboxed build because user namespaces are not enabled; \
-                            check /proc/sys/user/max_user_namespaces"
-                        .into(),
-                );
-            }
-            // /etc/passwd was written for the namespace ids; Nix writes it
-            // after the clone with the ids actually in use.
-            if let Some((path, contents)) = &plan.passwd_fallback {
-                let path = std::path::Path::new(
-                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
-                );
-                std::fs::write(path, contents).map_err(|e| {
-                    format!(
-                        "writing '{}': {}",
-                        path.display(),
-                        errno_text(e.raw_os_error().unwrap_or(0))
-                    )
-                })?;
-            }
-        }
-        rustix::io::write(&sync_write, b"1").map_err(|e| {
-            format!(
-                "signalling the sandboxed process: {}",
-                errno_text(e.raw_os_error())
-            )
-        })?;
-        Ok(())
-    };
-    let result = finish();
-    if result.is_err() {
-        // Don't leave a half-set-up sandbox waiting for the sync byte.
-        if let Some(pid) = Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
+/// A child cloned ahead of time, in the namespaces of a typical sandbox (see
+/// `child::spare_main`): cloning a process into five new namespaces is the
+/// most expensive step of starting a sandbox, and this takes it, with the
+/// syscall filter and the host name, off the path between a build's request
+/// and its builder.
+///
+/// A spare serves only a plan that wants exactly its setup: a private network,
+/// the default syscall filter without new privileges, and a user namespace if
+/// and only if the spare has one. Anything else is cloned on request as before.
+pub(crate) struct Spares {
+    spare: Option<Spare>,
+    /// Whether requests ask for a user namespace; spares are made only once a
+    /// request has said.
+    user_namespace: Option<bool>,
+    /// Spares failed to start; stop trying.
+    disabled: bool,
+}
+
+struct Spare {
+    pid: libc::pid_t,
+    ctl: OwnedFd,
+    user_namespace: bool,
+}
+
+impl Spares {
+    pub(crate) fn new() -> Spares {
+        Spares {
+            spare: None,
+            user_namespace: None,
+            disabled: false,
         }
     }
-    result
+
+    fn fits(plan: &Plan) -> bool {
+        plan.has(flags::PRIVATE_NETWORK)
+            && plan.has(flags::FILTER_SYSCALLS)
+            && !plan.has(flags::ALLOW_NEW_PRIVILEGES)
+    }
+
+    fn learn(&mut self, plan: &Plan) {
+        if Self::fits(plan) {
+            self.user_namespace = Some(plan.has(flags::USER_NAMESPACE));
+        }
+    }
+
+    fn take_for(&mut self, plan: &Plan) -> Option<Spare> {
+        let fits = Self::fits(plan)
+            && self
+                .spare
+                .as_ref()
+                .is_some_and(|s| s.user_namespace == plan.has(flags::USER_NAMESPACE));
+        if fits {
+            self.spare.take()
+        } else {
+            None
+        }
+    }
+
+    /// Makes a spare if there is none and requests have shown what it needs.
+    pub(crate) fn replenish(&mut self, nets: &mut NetworkPool) {
+        if self.disabled || self.spare.is_some() {
+            return;
+        }
+        let Some(user_namespace) = self.user_namespace else {
+            return;
+        };
+        match make_spare(user_namespace, nets) {
+            Some(spare) => self.spare = Some(spare),
+            None => self.disabled = true,
+        }
+    }
+}
+
+fn make_spare(user_namespace: bool, nets: &mut NetworkPool) -> Option<Spare> {
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .ok()?;
+    let mut clone_flags = BASE_CLONE_FLAGS;
+    let entered = nets.enter();
+    let network_ready = entered.is_some();
+    if !network_ready {
+        clone_flags |= libc::CLONE_NEWNET as libc::c_ulong;
+    }
+    if user_namespace {
+        clone_flags |= libc::CLONE_NEWUSER as libc::c_ulong;
+    }
+    // SAFETY: the helper is single-threaded (see clone_for).
+    let pid = match unsafe { sys::clone_process(clone_flags) } {
+        Ok(0) => {
+            drop(ours);
+            crate::child::spare_main(theirs, user_namespace, network_ready)
+        }
+        Ok(pid) => pid,
+        Err(_) => return None,
+    };
+    if let Some(entered) = entered {
+        entered.lend_to(pid);
+    }
+    Some(Spare {
+        pid,
+        ctl: ours,
+        user_namespace,
+    })
+}
+
+impl Spare {
+    /// Gives the request to the spare; `None` (and the spare killed) if it is
+    /// gone, so that the caller clones a child instead.
+    fn hand_over(self, plan_bytes: &[u8], pty: &OwnedFd, status: &OwnedFd) -> Option<Launched> {
+        let mut frame = Vec::with_capacity(4 + plan_bytes.len());
+        frame.extend_from_slice(&u32::try_from(plan_bytes.len()).ok()?.to_le_bytes());
+        frame.extend_from_slice(plan_bytes);
+        match crate::zygote::send(self.ctl.as_fd(), &frame, pty.as_fd(), status.as_fd()) {
+            Ok(()) => Some(Launched {
+                pid: self.pid,
+                sync: self.ctl,
+                user_namespace: self.user_namespace,
+            }),
+            Err(_) => {
+                if let Some(pid) = Pid::from_raw(self.pid) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+                None
+            }
+        }
+    }
 }
 
 fn request_pending(sock: BorrowedFd<'_>) -> bool {
@@ -230,7 +402,7 @@ fn request_pending(sock: BorrowedFd<'_>) -> bool {
 }
 
 /// Reads one request; `None` at EOF (the caller is gone).
-fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
+pub(crate) fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
     let mut header = [0u8; 4];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);

@@ -4,7 +4,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// `clone(2)` without a new stack: the child continues from here with a copy of
@@ -92,6 +92,37 @@ pub(crate) fn close_from(first: RawFd) -> io::Result<()> {
         unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+/// Where a spare child keeps its socket to the helper: above the descriptors a
+/// request brings (they arrive at the lowest free numbers, from 3) and the
+/// status pipe's fixed number.
+pub(crate) const SPARE_CTL_FD: RawFd = 9;
+
+/// For a freshly cloned spare child: keeps `ctl` at [`SPARE_CTL_FD`], makes
+/// stdin `/dev/null`, and closes every other descriptor above stderr that it
+/// inherited from the helper (above all the helper's end of the caller's
+/// socket, whose EOF tells the caller that the helper died).
+pub(crate) fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
+    let raw = ctl.into_raw_fd();
+    dup_onto(raw, SPARE_CTL_FD, true)?;
+    for fd in 3..SPARE_CTL_FD {
+        // SAFETY: close only closes a descriptor (EBADF for unused numbers is
+        // ignored). The spare never returns to the helper's code, so the Rust
+        // owners it inherited for these numbers (the helper's sockets and
+        // namespaces) are never dropped, and `raw` was given up above.
+        unsafe { libc::close(fd) };
+    }
+    close_from(SPARE_CTL_FD + 1)?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    dup_onto(null.as_raw_fd(), 0, false)?;
+    drop(null);
+    // SAFETY: SPARE_CTL_FD was just made a copy of `ctl`, and nothing else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(SPARE_CTL_FD) })
 }
 
 /// `dup3(old, new, O_CLOEXEC?)` onto a fixed descriptor number (stdio, the status fd).

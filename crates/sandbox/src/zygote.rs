@@ -137,7 +137,7 @@ fn read_ready_line(mut sock: &UnixStream) -> Result<Vec<u8>, String> {
     Ok(line)
 }
 
-fn send(
+pub(crate) fn send(
     sock: BorrowedFd<'_>,
     frame: &[u8],
     pty: BorrowedFd<'_>,
