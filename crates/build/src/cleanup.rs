@@ -9,12 +9,14 @@ use std::thread::JoinHandle;
 
 use kiln_store::LocalStore;
 
-/// Delete a chroot in the background. It is first renamed to a temp-rooted scratch
-/// name inside the store, so neither a later build of the same derivation nor a
-/// collector (kiln's or Nix's) can trip over it. Falls back to deleting in place.
+/// Delete a chroot in the background, or keep its skeleton for the next build (see
+/// `kiln_sandbox::recycle`). It is first renamed to a temp-rooted scratch name inside
+/// the store, so neither a later build of the same derivation nor a collector (kiln's
+/// or Nix's) can trip over it. Falls back to deleting in place.
 pub(crate) fn remove_chroot_later(
     store: &LocalStore,
     chroot: PathBuf,
+    skeleton: Option<kiln_sandbox::Skeleton>,
 ) -> Result<(), kiln_sandbox::Error> {
     let trash = store
         .scratch_path("kiln-chroot-trash")
@@ -23,7 +25,7 @@ pub(crate) fn remove_chroot_later(
     match trash {
         Some(trash) if std::fs::rename(&chroot, &trash).is_ok() => {
             spawn(move || {
-                let _ = kiln_sandbox::cleanup(&trash);
+                let _ = kiln_sandbox::recycle(skeleton.as_ref(), &trash);
             });
             Ok(())
         }
@@ -100,4 +102,5 @@ pub fn finish_background_cleanup() {
     if let Some(thread) = thread {
         let _ = thread.join();
     }
+    kiln_sandbox::discard_recycled();
 }

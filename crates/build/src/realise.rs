@@ -454,7 +454,9 @@ fn run_builder(
             .collect();
         process_outputs(store, drv_path, drv, &raw, input_closure, user.uid)
     })();
-    let cleaned = crate::cleanup::remove_chroot_later(store, chroot_dir).map_err(sandbox_err);
+    let cleaned =
+        crate::cleanup::remove_chroot_later(store, chroot_dir, prepared.skeleton().cloned())
+            .map_err(sandbox_err);
     let infos = result?;
     cleaned?;
     store.sync_store()?;

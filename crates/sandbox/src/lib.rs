@@ -65,6 +65,7 @@ mod pty;
 mod pump;
 mod run;
 mod seccomp;
+mod skeleton;
 mod spec;
 mod status;
 #[allow(unsafe_code)]
@@ -76,6 +77,7 @@ pub use error::Error;
 pub use helper::{helper_main, HELPER_ARG};
 pub use prepare::{prepare, user_namespaces_enabled, Prepared};
 pub use run::{kill_running_builders, run, Outcome};
+pub use skeleton::{discard_recycled, recycle, Skeleton};
 pub use spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
     SANDBOX_UID,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::cleanup::cleanup;
 use crate::error::Error;
 use crate::plan::{flags, Bind, Plan};
+use crate::skeleton::{self, Skeleton};
 use crate::spec::{nix_group, nix_passwd, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID};
 
 /// A chroot ready to run, with the plan the helper will execute.
@@ -35,6 +36,8 @@ pub struct Prepared {
     pub(crate) plan: Vec<u8>,
     pub(crate) chroot_dir: PathBuf,
     pub(crate) chroot_store: PathBuf,
+    /// What the chroot can be recycled as, if it can.
+    pub(crate) skeleton: Option<Skeleton>,
     /// Owner for the pty slave (Nix chowns it to the build user, mode 0600).
     pub(crate) pty_owner: Option<u32>,
     pub(crate) timeout: Option<Duration>,
@@ -51,6 +54,11 @@ impl Prepared {
     /// `<chroot><store dir>` on the host: where the outputs are after the build.
     pub fn chroot_store(&self) -> &Path {
         &self.chroot_store
+    }
+
+    /// What to hand [`crate::recycle`] once the chroot has been moved aside.
+    pub fn skeleton(&self) -> Option<&Skeleton> {
+        self.skeleton.as_ref()
     }
 }
 
@@ -88,6 +96,8 @@ struct Source {
     /// Whether the source is a directory, when already known without a
     /// `stat` (the build dir, inputs, the fixed /dev nodes).
     is_dir: Option<bool>,
+    /// An input's mount point, which a recycled skeleton lacks.
+    per_build: bool,
 }
 
 /// Creates the chroot for `spec` (deleting a stale one first, as Nix does) and
@@ -106,46 +116,89 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
     let is_root = rustix::process::geteuid().is_root();
     let userns = facts.user_namespaces;
     let chroot = spec.chroot_dir.as_path();
-
-    // Nix deletes a stale chroot first; trying the mkdir first saves a stat
-    // in the normal case.
-    let mkdir_chroot = || fs::DirBuilder::new().mode(0o750).create(chroot);
-    if let Err(e) = mkdir_chroot() {
-        if e.kind() != io::ErrorKind::AlreadyExists {
-            return Err(Error::fs("cannot create", chroot, e));
-        }
-        cleanup(chroot)?;
-        mkdir_chroot().map_err(|e| Error::fs("cannot create", chroot, e))?;
-    }
-    // Only root can give the chroot to the build group; for anyone else the
-    // group already is their own, which is what gets mapped.
-    if is_root {
-        chown(chroot, 0, spec.host_gid)?;
-    }
-
-    let tmp = chroot.join("tmp");
-    mkdir(&tmp)?;
-    chmod(&tmp, 0o1777)?;
-    mkdir(&chroot.join("etc"))?;
     let group = match &spec.group {
         Some(text) => text.clone(),
         // Nix writes this before it knows whether the clone gets a user
         // namespace, with the namespace gid even when it does not.
         None => nix_group(SANDBOX_GID),
     };
-    write_file(&chroot.join("etc/group"), &group)?;
-    if spec.network == Network::Private {
-        write_file(
-            &chroot.join("etc/hosts"),
-            b"127.0.0.1 localhost\n::1 localhost\n",
-        )?;
+    let (uid_inside, gid_inside) = if userns {
+        (SANDBOX_UID, SANDBOX_GID)
+    } else {
+        (spec.host_uid, spec.host_gid)
+    };
+    let build_dir_text = String::from_utf8_lossy(bytes(&spec.sandbox_build_dir)).into_owned();
+    let passwd = match &spec.passwd {
+        Some(text) => text.clone(),
+        None => nix_passwd(uid_inside, gid_inside, &build_dir_text),
+    };
+    let store_inside = spec
+        .store_dir
+        .strip_prefix("/")
+        .unwrap_or(&spec.store_dir)
+        .to_path_buf();
+    // Everything the skeleton's files depend on (see skeleton.rs for why only
+    // root's chroots with a user namespace qualify).
+    let skeleton = (is_root && userns).then(|| {
+        let resolver_files: Vec<bool> = ["/etc/resolv.conf", "/etc/services", "/etc/hosts"]
+            .iter()
+            .map(|f| spec.network == Network::Host && Path::new(f).exists())
+            .collect();
+        Skeleton::new(
+            (
+                spec.host_gid,
+                &group,
+                &passwd,
+                spec.network,
+                &spec.store_dir,
+                &spec.sandbox_build_dir,
+                &spec.sandbox_paths,
+                spec.kvm && facts.dev_kvm,
+                resolver_files,
+            ),
+            store_inside.clone(),
+            passwd.clone(),
+        )
+    });
+    // A recycled skeleton has every file but the inputs' mount points.
+    let fresh = !skeleton.as_ref().is_some_and(|s| skeleton::take(s, chroot));
+
+    if fresh {
+        // Nix deletes a stale chroot first; trying the mkdir first saves a
+        // stat in the normal case.
+        let mkdir_chroot = || fs::DirBuilder::new().mode(0o750).create(chroot);
+        if let Err(e) = mkdir_chroot() {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(Error::fs("cannot create", chroot, e));
+            }
+            cleanup(chroot)?;
+            mkdir_chroot().map_err(|e| Error::fs("cannot create", chroot, e))?;
+        }
+        // Only root can give the chroot to the build group; for anyone else
+        // the group already is their own, which is what gets mapped.
+        if is_root {
+            chown(chroot, 0, spec.host_gid)?;
+        }
+        let tmp = chroot.join("tmp");
+        mkdir(&tmp)?;
+        chmod(&tmp, 0o1777)?;
+        mkdir(&chroot.join("etc"))?;
+        write_file(&chroot.join("etc/group"), &group)?;
+        if spec.network == Network::Private {
+            write_file(
+                &chroot.join("etc/hosts"),
+                b"127.0.0.1 localhost\n::1 localhost\n",
+            )?;
+        }
     }
 
     let chroot_store = join_inside(chroot, &spec.store_dir);
-    create_dirs(&chroot_store)?;
-    chmod(&chroot_store, 0o1775)?;
-    if is_root {
-        chown(&chroot_store, 0, spec.host_gid)?;
+    if fresh {
+        create_dirs(&chroot_store)?;
+        chmod(&chroot_store, 0o1775)?;
+        if is_root {
+            chown(&chroot_store, 0, spec.host_gid)?;
+        }
     }
 
     // Nix's `dirsInChroot`: a std::map, so later assignments win and mounts
@@ -158,6 +211,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
                 host: p.host.clone(),
                 optional: p.optional,
                 is_dir: None,
+                per_build: false,
             },
         );
     }
@@ -168,6 +222,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             optional: false,
             // A missing build dir then fails at the mount, naming both paths.
             is_dir: Some(true),
+            per_build: false,
         },
     );
     for input in &spec.inputs {
@@ -181,6 +236,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
                     host: input.host_path.clone(),
                     optional: false,
                     is_dir: Some(true),
+                    per_build: true,
                 },
             );
         } else {
@@ -192,10 +248,21 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
     // entry): (path, optional, known to be a non-directory).
     let mut host_entries: Vec<(&str, bool, Option<bool>)> = Vec::new();
     let own_dev = !dirs.contains_key(b"/dev".as_slice());
-    if own_dev {
+    if own_dev && fresh {
         mkdir(&chroot.join("dev"))?;
         mkdir(&chroot.join("dev/shm"))?;
         mkdir(&chroot.join("dev/pts"))?;
+        for (target, link) in [
+            ("/proc/self/fd", "dev/fd"),
+            ("/proc/self/fd/0", "dev/stdin"),
+            ("/proc/self/fd/1", "dev/stdout"),
+            ("/proc/self/fd/2", "dev/stderr"),
+        ] {
+            let link = chroot.join(link);
+            symlink(target, &link).map_err(|e| Error::fs("creating symlink", link, e))?;
+        }
+    }
+    if own_dev {
         host_entries.push(("/dev/full", false, Some(false)));
         if spec.kvm && facts.dev_kvm {
             host_entries.push(("/dev/kvm", true, Some(false)));
@@ -209,21 +276,14 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         ] {
             host_entries.push((node, false, Some(false)));
         }
-        for (target, link) in [
-            ("/proc/self/fd", "dev/fd"),
-            ("/proc/self/fd/0", "dev/stdin"),
-            ("/proc/self/fd/1", "dev/stdout"),
-            ("/proc/self/fd/2", "dev/stderr"),
-        ] {
-            let link = chroot.join(link);
-            symlink(target, &link).map_err(|e| Error::fs("creating symlink", link, e))?;
-        }
     }
     if spec.network == Network::Host {
-        write_file(
-            &chroot.join("etc/nsswitch.conf"),
-            b"hosts: files dns\nservices: files\n",
-        )?;
+        if fresh {
+            write_file(
+                &chroot.join("etc/nsswitch.conf"),
+                b"hosts: files dns\nservices: files\n",
+            )?;
+        }
         for file in ["/etc/resolv.conf", "/etc/services", "/etc/hosts"] {
             // Optional in the plan: Nix checks existence at that moment.
             if Path::new(file).exists() {
@@ -236,6 +296,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             host: PathBuf::from(path),
             optional,
             is_dir,
+            per_build: false,
         });
     }
 
@@ -259,10 +320,12 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
                 Err(e) => return Err(Error::fs("getting attributes of path", &source.host, e)),
             },
         };
-        if is_dir {
-            create_dirs(&target)?;
-        } else {
-            make_file_mount_point(&target, &mut empty_file)?;
+        if fresh || source.per_build {
+            if is_dir {
+                create_dirs(&target)?;
+            } else {
+                make_file_mount_point(&target, &mut empty_file)?;
+            }
         }
         binds.push(Bind {
             source: cstring(bytes(&source.host)),
@@ -270,20 +333,11 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             optional: source.optional,
         });
     }
-    create_dirs(&chroot.join("proc"))?;
-
-    let (uid_inside, gid_inside) = if userns {
-        (SANDBOX_UID, SANDBOX_GID)
-    } else {
-        (spec.host_uid, spec.host_gid)
-    };
-    let build_dir_text = String::from_utf8_lossy(bytes(&spec.sandbox_build_dir)).into_owned();
     let passwd_path = chroot.join("etc/passwd");
-    let passwd = match &spec.passwd {
-        Some(text) => text.clone(),
-        None => nix_passwd(uid_inside, gid_inside, &build_dir_text),
-    };
-    write_file(&passwd_path, &passwd)?;
+    if fresh {
+        create_dirs(&chroot.join("proc"))?;
+        write_file(&passwd_path, &passwd)?;
+    }
     let passwd_fallback = (spec.passwd.is_none() && userns).then(|| {
         (
             cstring(bytes(&passwd_path)),
@@ -356,6 +410,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         plan: plan.encode(),
         chroot_dir: chroot.to_path_buf(),
         chroot_store,
+        skeleton,
         pty_owner: is_root.then_some(spec.host_uid),
         timeout: spec.timeout,
         max_silent_time: spec.max_silent_time,

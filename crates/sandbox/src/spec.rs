@@ -80,7 +80,7 @@ pub struct InputPath {
 }
 
 /// One `sandbox-paths` entry: `inside=host`, or `path` for both, `?` = optional.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SandboxPath {
     /// Absolute path inside the sandbox.
     pub inside: PathBuf,
@@ -91,7 +91,7 @@ pub struct SandboxPath {
 }
 
 /// Which network namespace the builder gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Network {
     /// A private network namespace with only `lo` (ordinary derivations).
     Private,

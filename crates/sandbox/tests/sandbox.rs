@@ -718,3 +718,59 @@ fn unprivileged_body() {
         ),
     }
 }
+
+/// A chroot recycled after a builder made a mess of `/tmp` and the store looks to the
+/// next builder exactly like a fresh one (root only: nobody else's are recycled).
+#[test]
+fn a_recycled_chroot_looks_fresh() {
+    let f = Fixture::new();
+    // A settings key of its own, so no concurrent test takes this skeleton.
+    let unique = SandboxPath::parse("/kiln-recycle-test=/nonexistent-kiln-recycle-test?");
+    let with_key = |script: &str| {
+        let mut spec = f.spec(script);
+        spec.sandbox_paths.push(unique.clone());
+        spec
+    };
+    let sections = |dump: &str| -> String {
+        let dump = common::normalize_dump(dump);
+        [
+            "ls /", "ls /dev", "ls /etc", "etc", "store", "build", "write", "chmod",
+        ]
+        .iter()
+        .map(|name| format!("{name}: {:?}\n", section(&dump, name)))
+        .collect()
+    };
+    let run_dump = || {
+        let r = common::run(&with_key(common::DUMP_SCRIPT)).unwrap();
+        assert!(r.outcome.success(), "{:?}: {}", r.outcome, r.log);
+        String::from_utf8(r.out.unwrap()).unwrap()
+    };
+    let fresh = run_dump();
+
+    let messy = with_key(
+        "mkdir /tmp/d; echo x > /tmp/d/f; chmod 500 /tmp/d; echo x > /tmp/junk; \
+         echo x > $NIX_STORE/junk; echo done > $out",
+    );
+    let prepared = kiln_sandbox::prepare(&messy).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut Vec::new()).unwrap();
+    assert!(outcome.success());
+    let aside = f.store.join("recycled-chroot");
+    std::fs::rename(prepared.chroot_dir(), &aside).unwrap();
+    let skeleton = prepared.skeleton().cloned();
+    if !rustix::process::geteuid().is_root() {
+        assert!(skeleton.is_none(), "only root's chroots are recycled");
+        return kiln_sandbox::recycle(None, &aside).unwrap();
+    }
+    kiln_sandbox::recycle(skeleton.as_ref(), &aside).unwrap();
+    assert!(aside.join("etc/passwd").exists(), "the skeleton is kept");
+    assert!(!aside.join("tmp/junk").exists() && !aside.join("nix/store/junk").exists());
+
+    let prepared = kiln_sandbox::prepare(&with_key(common::DUMP_SCRIPT)).unwrap();
+    assert!(!aside.exists(), "the next sandbox took the skeleton");
+    let mut log = Vec::new();
+    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut log).unwrap();
+    assert!(outcome.success(), "{}", String::from_utf8_lossy(&log));
+    let recycled = std::fs::read_to_string(prepared.chroot_store().join(common::OUT_NAME)).unwrap();
+    kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
+    assert_eq!(sections(&recycled), sections(&fresh));
+}
