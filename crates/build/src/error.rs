@@ -55,6 +55,16 @@ pub enum Error {
     IllegalReference { path: String, paths: String },
     #[error("derivation contains an illegal reference specifier '{0}'")]
     BadReferenceSpecifier(String),
+    #[error("path '{path}' is too large at {size} bytes; limit is {limit} bytes")]
+    OutputTooLarge { path: String, size: u64, limit: u64 },
+    #[error("closure of path '{path}' is too large at {size} bytes; limit is {limit} bytes")]
+    ClosureTooLarge { path: String, size: u64, limit: u64 },
+    #[error("attribute '{attr}' of derivation '{drv}' {why}")]
+    BadOutputChecks {
+        attr: String,
+        drv: String,
+        why: &'static str,
+    },
     #[error("output path '{path}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)")]
     FlatOutputNotAFile { path: String },
     #[error(

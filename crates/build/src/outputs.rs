@@ -65,7 +65,7 @@ pub fn process_outputs(
             infos.push(describe_output(store, drv_path, drv, out, &candidates)?);
         }
         check_output_cycles(&drv_str, raw, &infos)?;
-        check_reference_constraints(store, drv, raw, &infos)?;
+        check_reference_constraints(store, drv, &drv_str, raw, &infos)?;
         Ok(infos)
     })();
     if result.is_err() {
@@ -300,21 +300,95 @@ fn check_output_cycles(drv: &str, raw: &[RawOutput], infos: &[PathInfo]) -> Resu
 
 /// `allowedReferences`, `allowedRequisites`, `disallowedReferences`,
 /// `disallowedRequisites` (§4.9): lists of store paths or output names.
+/// Nix's per-output checks (`spec/local-store.md` §4.9).
+#[derive(Default)]
+struct Checks {
+    /// Legacy mode leaves the output itself out of its requisites.
+    ignore_self_refs: bool,
+    max_size: Option<u64>,
+    max_closure_size: Option<u64>,
+    /// `allowedReferences`, `allowedRequisites`, `disallowedReferences`,
+    /// `disallowedRequisites`, as given.
+    lists: [Option<Vec<String>>; 4],
+}
+
+const CHECK_LISTS: [&str; 4] = [
+    "allowedReferences",
+    "allowedRequisites",
+    "disallowedReferences",
+    "disallowedRequisites",
+];
+
+/// The checks for `output`: with structured attributes from
+/// `outputChecks.<output>` in `__json`, otherwise the same top-level attributes for
+/// every output. Nix 2.8's structured reader also copies each list it reads into
+/// `disallowedRequisites`, but then assigns that field last, so the copy never counts.
+fn checks_for(drv: &Derivation, drv_str: &str, output: &str) -> Result<Option<Checks>> {
+    let Some(json) = drv.env.get(b"__json".as_slice()) else {
+        let mut checks = Checks {
+            ignore_self_refs: true,
+            ..Checks::default()
+        };
+        for (slot, attr) in checks.lists.iter_mut().zip(CHECK_LISTS) {
+            *slot = drv.env.get(attr.as_bytes()).map(|value| {
+                String::from_utf8_lossy(value)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            });
+        }
+        return Ok(Some(checks));
+    };
+    let bad = |attr: &str, why| Error::BadOutputChecks {
+        attr: attr.to_string(),
+        drv: drv_str.to_string(),
+        why,
+    };
+    let attrs: serde_json::Value =
+        serde_json::from_slice(json).map_err(|_| bad("__json", "is not valid JSON"))?;
+    let Some(spec) = attrs.get("outputChecks").and_then(|c| c.get(output)) else {
+        return Ok(None);
+    };
+    let mut checks = Checks::default();
+    let size = |name: &str| -> Result<Option<u64>> {
+        match spec.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(name, "must be a non-negative integer")),
+        }
+    };
+    checks.max_size = size("maxSize")?;
+    checks.max_closure_size = size("maxClosureSize")?;
+    for (slot, attr) in checks.lists.iter_mut().zip(CHECK_LISTS) {
+        let Some(list) = spec.get(attr) else { continue };
+        let items = list
+            .as_array()
+            .ok_or_else(|| bad(attr, "must be a list of strings"))?;
+        let strings = items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| bad(attr, "must be a list of strings"))?;
+        *slot = Some(strings);
+    }
+    Ok(Some(checks))
+}
+
 fn check_reference_constraints(
     store: &LocalStore,
     drv: &Derivation,
+    drv_str: &str,
     raw: &[RawOutput],
     infos: &[PathInfo],
 ) -> Result<()> {
     let outputs: BTreeMap<&str, &StorePath> =
         raw.iter().map(|o| (o.name.as_str(), &o.path)).collect();
-    let spec = |attr: &str| -> Result<Option<BTreeSet<StorePath>>> {
-        let Some(value) = drv.env.get(attr.as_bytes()) else {
-            return Ok(None);
-        };
+    let parse_spec = |words: &[String]| -> Result<BTreeSet<StorePath>> {
         let mut set = BTreeSet::new();
-        for word in String::from_utf8_lossy(value).split_whitespace() {
-            if let Some(p) = outputs.get(word) {
+        for word in words {
+            if let Some(p) = outputs.get(word.as_str()) {
                 set.insert((*p).clone());
             } else if let Ok(p) = store.store_dir().parse(word) {
                 set.insert(p);
@@ -322,41 +396,72 @@ fn check_reference_constraints(
                 return Err(Error::BadReferenceSpecifier(word.to_string()));
             }
         }
-        Ok(Some(set))
+        Ok(set)
     };
     let by_path: BTreeMap<&StorePath, &PathInfo> = infos.iter().map(|i| (&i.path, i)).collect();
-    // Requisites: the closure, across siblings that are not registered yet.
-    let requisites = |start: &PathInfo| -> Result<BTreeSet<StorePath>> {
+    // The closure (the path itself included), across siblings that are not
+    // registered yet, with its total NAR size.
+    let closure = |start: &PathInfo| -> Result<(BTreeSet<StorePath>, u64)> {
         let mut seen = BTreeSet::new();
-        let mut queue: Vec<StorePath> = start
-            .references
-            .iter()
-            .filter(|r| **r != start.path)
-            .cloned()
-            .collect();
+        let mut size = 0u64;
+        let mut queue = vec![start.path.clone()];
         while let Some(p) = queue.pop() {
-            if !seen.insert(p.clone()) {
+            if seen.contains(&p) {
                 continue;
             }
-            let refs = match by_path.get(&p) {
-                Some(info) => info.references.clone(),
-                None => store.query_references(&p)?,
+            let (refs, nar_size) = match by_path.get(&p) {
+                Some(info) => (info.references.clone(), info.nar_size),
+                None => {
+                    let info = store.query_path_info(&p)?.ok_or_else(|| {
+                        kiln_store::Error::InvalidPath(store.layout().display(&p))
+                    })?;
+                    (info.references, info.nar_size)
+                }
             };
+            size = size.saturating_add(nar_size);
             queue.extend(refs.into_iter().filter(|r| !seen.contains(r)));
+            seen.insert(p);
         }
-        Ok(seen)
+        Ok((seen, size))
     };
-    for info in infos {
+    for (out, info) in raw.iter().zip(infos) {
+        let Some(checks) = checks_for(drv, drv_str, &out.name)? else {
+            continue;
+        };
         let display = store.layout().display(&info.path);
-        for (attr, requisite, allowed) in [
-            ("allowedReferences", false, true),
-            ("allowedRequisites", true, true),
-            ("disallowedReferences", false, false),
-            ("disallowedRequisites", true, false),
-        ] {
-            let Some(set) = spec(attr)? else { continue };
+        if let Some(limit) = checks.max_size {
+            if info.nar_size > limit {
+                return Err(Error::OutputTooLarge {
+                    path: display,
+                    size: info.nar_size,
+                    limit,
+                });
+            }
+        }
+        if let Some(limit) = checks.max_closure_size {
+            let (_, size) = closure(info)?;
+            if size > limit {
+                return Err(Error::ClosureTooLarge {
+                    path: display,
+                    size,
+                    limit,
+                });
+            }
+        }
+        for (list, (requisite, allowed)) in
+            checks
+                .lists
+                .iter()
+                .zip([(false, true), (true, true), (false, false), (true, false)])
+        {
+            let Some(words) = list else { continue };
+            let set = parse_spec(words)?;
             let used = if requisite {
-                requisites(info)?
+                let (mut all, _) = closure(info)?;
+                if checks.ignore_self_refs {
+                    all.remove(&info.path);
+                }
+                all
             } else {
                 info.references.clone()
             };

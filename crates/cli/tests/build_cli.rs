@@ -780,3 +780,95 @@ fn assert_nothing_left(store: &Path, build_tmp: &Path, leftover: impl Fn(&str) -
         "build directory left behind"
     );
 }
+
+/// `outputChecks.<output>` with structured attributes: every check passes or fails as
+/// under Nix 2.8, with the same message (the closure includes the output itself here,
+/// unlike the top-level attributes of legacy derivations).
+#[test]
+fn structured_output_checks_match_nix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let expr = tmp.path().join("checks.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: script: checks: derivation {
+    inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; __structuredAttrs = true;
+    args = [ "-c" ''out=$(sed -n 's/.*"outputs":{"out":"\([^"]*\)".*/\1/p' /build/.attrs.json); ${script}'' ];
+    outputChecks.out = checks; };
+in {
+  selfOnly = mk "self-only" "echo hi > $out" { allowedRequisites = [ "out" ]; maxSize = 1000; };
+  emptyRequisites = mk "empty-requisites" "echo hi > $out" { allowedRequisites = [ ]; };
+  emptyReferences = mk "empty-references" "echo hi > $out" { allowedReferences = [ ]; };
+  disallowed = mk "disallowed" "echo ${bb} > $out" { disallowedReferences = [ bb ]; };
+  tooLarge = mk "too-large" "echo hi > $out" { maxSize = 10; };
+  closureTooLarge = mk "closure-too-large" "echo ${bb} > $out" { maxClosureSize = 5000; };
+  closureFine = mk "closure-fine" "echo ${bb} > $out" { maxClosureSize = 100000000; allowedReferences = [ bb ]; };
+  badSpec = mk "bad-spec" "echo hi > $out" { allowedReferences = [ "nonsense" ]; };
+  notStrings = mk "not-strings" "echo hi > $out" { allowedReferences = [ 1 ]; };
+}"#,
+    )
+    .unwrap();
+    // The error line and the paths listed under it, indentation aside; or the output.
+    let verdict = |output: &std::process::Output| -> Vec<String> {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        match lines.iter().position(|l| l.starts_with("error: ")) {
+            None => lines
+                .iter()
+                .filter(|l| l.starts_with("/nix/store/"))
+                .map(|l| l.to_string())
+                .collect(),
+            Some(at) => std::iter::once(lines[at].to_string())
+                .chain(
+                    lines[at + 1..]
+                        .iter()
+                        .take_while(|l| l.starts_with("  "))
+                        .map(|l| l.trim().to_string()),
+                )
+                .collect(),
+        }
+    };
+    let (nix_store, kiln_store) = (tmp.path().join("nix"), tmp.path().join("kiln"));
+    let mut failures = 0;
+    for attr in [
+        "selfOnly",
+        "emptyRequisites",
+        "emptyReferences",
+        "disallowed",
+        "tooLarge",
+        "closureTooLarge",
+        "closureFine",
+        "badSpec",
+        "notStrings",
+    ] {
+        let nix_drv = instantiate(&nix_store, &expr, &busybox, Some(attr));
+        let kiln_drv = instantiate(&kiln_store, &expr, &busybox, Some(attr));
+        assert_eq!(nix_drv, kiln_drv);
+        let theirs = nix(
+            "nix-store",
+            &[
+                "--store",
+                s(&nix_store),
+                "--option",
+                "sandbox",
+                "true",
+                "--realise",
+                &nix_drv,
+            ],
+        );
+        let ours = kiln()
+            .args(["--store", s(&kiln_store), "build", "--no-link", &kiln_drv])
+            .output()
+            .unwrap();
+        assert_eq!(ours.status.success(), theirs.status.success(), "{attr}");
+        assert_eq!(verdict(&ours), verdict(&theirs), "{attr}");
+        failures += usize::from(!ours.status.success());
+    }
+    assert_eq!(failures, 6, "the fixture fails six checks");
+    assert_store_verifies(&kiln_store);
+}
