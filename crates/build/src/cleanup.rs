@@ -33,12 +33,11 @@ pub(crate) fn remove_chroot_later(
     }
 }
 
-/// Delete a build directory in the background (nothing reuses its name while it
-/// exists: the next build of the same derivation takes the next number).
+/// Empty a build directory in the background and keep it for a later build (see
+/// `build_dirs`). Nothing reuses its name while it exists: the next build of the same
+/// derivation takes the next number.
 pub(crate) fn remove_dir_later(dir: PathBuf) {
-    spawn(move || {
-        let _ = kiln_store::remove_tree(&dir);
-    });
+    spawn(move || crate::build_dirs::recycle(dir));
 }
 
 type Work = Box<dyn FnOnce() + Send>;
@@ -103,4 +102,5 @@ pub fn finish_background_cleanup() {
         let _ = thread.join();
     }
     kiln_sandbox::discard_recycled();
+    crate::build_dirs::discard();
 }

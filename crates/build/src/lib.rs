@@ -9,6 +9,7 @@
 //! registered and the chroot, the build directory (unless kept) and moved outputs are
 //! removed.
 
+mod build_dirs;
 mod build_user;
 mod cleanup;
 mod env;

@@ -326,6 +326,10 @@ fn make_build_dir(
         let dir = settings
             .tmp_dir
             .join(format!("nix-build-{}-{n}", drv_path.name()));
+        if crate::build_dirs::take(&dir) {
+            chown(&dir, user)?;
+            return Ok(dir);
+        }
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {
                 chown(&dir, user)?;

@@ -1,0 +1,176 @@
+//! Build directories (`$TMPDIR/nix-build-<drv>-<n>`) are reused rather than made anew:
+//! on this kind of disk (ext4 with `discard`) making a directory searches the inode
+//! bitmap past recently deleted inodes and was the dearest single syscall of a trivial
+//! build. After a build its directory is emptied in the background (which had to happen
+//! anyway) and kept under a spare name; the next build renames it to its own name,
+//! without replacing anything, and gives it to its build user with mode 0700 — all the
+//! builder can see of it. One that grew larger than a new directory (ext4 never shrinks
+//! one, and `ls -la /build` shows the size) is deleted instead.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use rustix::fs::{RenameFlags, CWD};
+
+/// Emptied directories waiting for a build, at most [`KEEP`].
+static SPARE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+const KEEP: usize = 8;
+
+/// Renames a spare directory to `dir` if there is one (never over an existing `dir`);
+/// false otherwise, or if `dir` exists.
+pub(crate) fn take(dir: &Path) -> bool {
+    let Some(spare) = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+        return false;
+    };
+    match rustix::fs::renameat_with(CWD, &spare, CWD, dir, RenameFlags::NOREPLACE) {
+        Ok(()) => {
+            // The last builder may have left it with other permissions.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            true
+        }
+        Err(_) => {
+            // Its name may be wanted again (EEXIST): keep it for the next build.
+            SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
+            false
+        }
+    }
+}
+
+/// Empties `dir` and keeps it for a later build, or deletes it. Runs off the build's
+/// path (the cleanup thread).
+pub(crate) fn recycle(dir: PathBuf) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let full = SPARE.lock().unwrap_or_else(|e| e.into_inner()).len() >= KEEP;
+    let Some(parent) = dir.parent().filter(|_| !full) else {
+        let _ = kiln_store::remove_tree(&dir);
+        return;
+    };
+    let spare = parent.join(format!(
+        ".kiln-build-dir-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    if std::fs::rename(&dir, &spare).is_err() {
+        let _ = kiln_store::remove_tree(&dir);
+        return;
+    }
+    if empty(&spare).is_ok() && is_as_small_as_new(&spare) {
+        SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
+    } else {
+        let _ = kiln_store::remove_tree(&spare);
+    }
+}
+
+/// Deletes every spare directory; call before the process exits.
+pub(crate) fn discard() {
+    let spares = std::mem::take(&mut *SPARE.lock().unwrap_or_else(|e| e.into_inner()));
+    for dir in spares {
+        let _ = std::fs::remove_dir(&dir).or_else(|_| kiln_store::remove_tree(&dir));
+    }
+}
+
+fn empty(dir: &Path) -> std::io::Result<()> {
+    // The builder may have left the directory unreadable.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        kiln_store::remove_tree(&entry?.path()).map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// What a new directory looks like on a filesystem: its size and inode flags.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Fresh {
+    dev: u64,
+    size: u64,
+    flags: u32,
+}
+
+fn describe(dir: &Path) -> Option<Fresh> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    // Filesystems without inode flags (tmpfs) refuse the ioctl; that is their "none".
+    let flags = rustix::fs::ioctl_getflags(&fd).map_or(0, |f| f.bits());
+    Some(Fresh {
+        dev: meta.dev(),
+        size: meta.len(),
+        flags,
+    })
+}
+
+/// Whether `dir` looks like a new directory beside it (the reference is measured once
+/// per process): same size, same inode flags (its owner, the last builder, may have set
+/// some with `chattr`) and no extended attributes or ACLs.
+fn is_as_small_as_new(dir: &Path) -> bool {
+    static NEW: OnceLock<Option<Fresh>> = OnceLock::new();
+    let new = NEW.get_or_init(|| {
+        let probe = dir.with_extension("probe");
+        std::fs::create_dir(&probe).ok()?;
+        let fresh = describe(&probe);
+        let _ = std::fs::remove_dir(&probe);
+        fresh
+    });
+    let no_xattrs = matches!(rustix::fs::llistxattr_query(dir), Ok(0));
+    no_xattrs && new.is_some() && describe(dir) == *new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test, as the pool is shared by the whole process.
+    #[test]
+    fn a_used_directory_comes_back_empty_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let used = tmp.path().join("nix-build-a.drv-0");
+        std::fs::create_dir(&used).unwrap();
+        std::fs::create_dir(used.join("sub")).unwrap();
+        std::fs::write(used.join("sub/f"), "x").unwrap();
+        std::fs::set_permissions(used.join("sub"), std::fs::Permissions::from_mode(0o500)).unwrap();
+        std::fs::set_permissions(&used, std::fs::Permissions::from_mode(0o555)).unwrap();
+        recycle(used.clone());
+        assert!(!used.exists());
+
+        let next = tmp.path().join("nix-build-b.drv-0");
+        assert!(take(&next), "the emptied directory is reused");
+        assert_eq!(std::fs::read_dir(&next).unwrap().count(), 0);
+        let mode = std::fs::metadata(&next).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+        // Never over an existing directory.
+        recycle(next.clone());
+        let taken = tmp.path().join("nix-build-c.drv-0");
+        std::fs::create_dir(&taken).unwrap();
+        assert!(!take(&taken));
+        assert!(take(&tmp.path().join("nix-build-c.drv-1")));
+
+        // A directory its builder marked in a way a new one is not is deleted instead.
+        let marked = tmp.path().join("nix-build-d.drv-0");
+        std::fs::create_dir(&marked).unwrap();
+        if rustix::fs::setxattr(
+            &marked,
+            "user.kiln-test",
+            b"1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok()
+        {
+            recycle(marked.clone());
+            assert!(!take(&tmp.path().join("nix-build-e.drv-0")));
+            let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().starts_with(".kiln-build-dir"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
+        discard();
+    }
+}
