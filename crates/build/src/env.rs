@@ -22,7 +22,14 @@ pub struct EnvContext<'a> {
     pub fixed_output: bool,
     /// Output name → path the builder must write (its own output paths).
     pub outputs: &'a BTreeMap<String, String>,
+    /// For structured attributes' `exportReferencesGraph.<name> = [ path … ]`: the JSON
+    /// path info of the closure of those paths (Nix's `pathInfoToJSON` without impure
+    /// fields, with closure sizes). `None` refuses such derivations.
+    pub export_references: Option<&'a ExportReferences<'a>>,
 }
+
+/// See [`EnvContext::export_references`].
+pub type ExportReferences<'a> = dyn Fn(&[String]) -> Result<serde_json::Value> + 'a;
 
 /// A file to create in the build directory: (name relative to it, contents).
 pub type BuildDirFile = (String, Vec<u8>);
@@ -119,6 +126,36 @@ fn structured_attrs(json: &[u8], ctx: &EnvContext<'_>) -> Result<(Vec<u8>, Vec<u
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     obj.insert("outputs".into(), serde_json::Value::Object(outputs));
+    // Each `exportReferencesGraph.<name>` adds a top-level `<name>` with the closure.
+    let graphs: Vec<(String, Vec<String>)> = match obj.get("exportReferencesGraph") {
+        Some(serde_json::Value::Object(graphs)) => graphs
+            .iter()
+            .map(|(name, paths)| {
+                // Nix iterates the value: a list, or a single path.
+                let items: Vec<&serde_json::Value> = match paths {
+                    serde_json::Value::Array(items) => items.iter().collect(),
+                    other => vec![other],
+                };
+                let paths = items
+                    .iter()
+                    .map(|p| p.as_str().map(str::to_string))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| {
+                        Error::StructuredAttrs(format!(
+                            "exportReferencesGraph.{name} must be a list of store paths"
+                        ))
+                    })?;
+                Ok((name.clone(), paths))
+            })
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    for (name, paths) in graphs {
+        let export = ctx.export_references.ok_or_else(|| {
+            Error::StructuredAttrs("exportReferencesGraph is not available here".into())
+        })?;
+        obj.insert(name, export(&paths)?);
+    }
     let sorted = sort_keys(&value);
     let attrs_json = serde_json::to_vec(&sorted)
         .map_err(|e| Error::StructuredAttrs(format!("cannot print .attrs.json: {e}")))?;

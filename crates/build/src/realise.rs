@@ -316,6 +316,70 @@ fn export_references_graph(
     Ok(files)
 }
 
+/// Structured attributes' `exportReferencesGraph.<name>`: the closure of `paths` (which
+/// must be in the input closure, as in Nix) as Nix 2.8's `pathInfoToJSON` prints it
+/// without impure fields and with closure sizes, in store path order.
+fn export_references_json(
+    store: &LocalStore,
+    input_closure: &BTreeSet<StorePath>,
+    drv_str: &str,
+    paths: &[String],
+) -> Result<serde_json::Value> {
+    let mut roots = BTreeSet::new();
+    for p in paths {
+        let (root, _) =
+            store
+                .store_dir()
+                .parse_with_subpath(p)
+                .map_err(|_| Error::Unsupported {
+                    drv: drv_str.to_string(),
+                    why: format!("'exportReferencesGraph' refers to non-store path '{p}'"),
+                })?;
+        if !input_closure.contains(&root) {
+            return Err(Error::Unsupported {
+                drv: drv_str.to_string(),
+                why: format!(
+                    "cannot export references of path '{}' because it is not in the input closure of the derivation",
+                    store.layout().display(&root)
+                ),
+            });
+        }
+        roots.insert(root);
+    }
+    let mut infos = Vec::new();
+    for p in store.query_closure(&roots)? {
+        let info = store
+            .query_path_info(&p)?
+            .ok_or_else(|| kiln_store::Error::InvalidPath(store.layout().display(&p)))?;
+        let closure_size: u64 = store
+            .query_closure([&p])?
+            .iter()
+            .map(|q| Ok(store.query_path_info(q)?.map_or(0, |i| i.nar_size)))
+            .sum::<Result<u64>>()?;
+        let mut obj = serde_json::Map::new();
+        obj.insert("path".into(), store.layout().display(&p).into());
+        obj.insert(
+            "narHash".into(),
+            format!("sha256:{}", info.nar_hash.to_nix32()).into(),
+        );
+        obj.insert("narSize".into(), info.nar_size.into());
+        obj.insert(
+            "references".into(),
+            info.references
+                .iter()
+                .map(|r| serde_json::Value::from(store.layout().display(r)))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        if let Some(ca) = &info.ca {
+            obj.insert("ca".into(), ca.to_string().into());
+        }
+        obj.insert("closureSize".into(), closure_size.into());
+        infos.push(serde_json::Value::Object(obj));
+    }
+    Ok(serde_json::Value::Array(infos))
+}
+
 /// `$TMPDIR/nix-build-<drv name>-<n>`, 0700, owned by the build user.
 fn make_build_dir(
     settings: &BuildSettings,
@@ -374,6 +438,7 @@ fn run_builder(
         .map(|(n, p)| (n.clone(), store.layout().display(p)))
         .collect();
     let fixed = kind == DerivationType::FixedOutput;
+    let export = |paths: &[String]| export_references_json(store, input_closure, &drv_str, paths);
     let (env, files) = builder_environment(
         drv,
         &EnvContext {
@@ -383,6 +448,7 @@ fn run_builder(
             store_dir: store.store_dir().as_str(),
             fixed_output: fixed,
             outputs: &output_strings,
+            export_references: Some(&export),
         },
     )?;
     for (name, contents) in files {

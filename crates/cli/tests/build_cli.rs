@@ -129,6 +129,7 @@ const ALL: &[&str] = &[
     "passAsFile",
     "structured",
     "exportGraph",
+    "structuredGraph",
 ];
 
 #[test]

@@ -85,4 +85,14 @@ in rec {
     flag = true;
     list = [ "a" "b" ];
   };
+
+  # Structured exportReferencesGraph: each name becomes a top-level list of path infos;
+  # a single path instead of a list is iterated as one (nlohmann semantics in 2.8).
+  structuredGraph = mk "structured-graph" ''
+    out=$(sed -n 's/.*"outputs":{"out":"\([^"]*\)".*/\1/p' /build/.attrs.json)
+    cat /build/.attrs.json /build/.attrs.sh > $out
+  '' {
+    __structuredAttrs = true;
+    exportReferencesGraph = { closure = [ chain4 ]; one = usesMulti; };
+  };
 }
