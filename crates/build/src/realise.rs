@@ -316,6 +316,38 @@ fn export_references_graph(
     Ok(files)
 }
 
+/// The closure of the valid store paths that `sandbox-paths` sources lie in, each
+/// temp-rooted (they are mounted for the whole build). A source may be named by its
+/// logical path or, for a store whose root is not `/`, by its path on the host; paths
+/// that are not valid are ignored, as Nix ignores them.
+fn sandbox_paths_closure(
+    store: &LocalStore,
+    sandbox_paths: &[SandboxPath],
+) -> Result<BTreeSet<StorePath>> {
+    let real = store.layout().real_store_dir.clone();
+    let mut roots = Vec::new();
+    for p in sandbox_paths {
+        let logical = match p.host.strip_prefix(&real) {
+            Ok(rest) => std::path::Path::new(store.store_dir().as_str()).join(rest),
+            Err(_) => p.host.clone(),
+        };
+        let Some(text) = logical.to_str() else {
+            continue;
+        };
+        let Ok((root, _)) = store.store_dir().parse_with_subpath(text) else {
+            continue;
+        };
+        store.add_temp_root(&root)?;
+        if store.is_valid(&root)? {
+            roots.push(root);
+        }
+    }
+    if roots.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    Ok(store.query_closure(&roots)?)
+}
+
 /// Structured attributes' `exportReferencesGraph.<name>`: the closure of `paths` (which
 /// must be in the input closure, as in Nix) as Nix 2.8's `pathInfoToJSON` prints it
 /// without impure fields and with closure sizes, in store path order.
@@ -483,7 +515,29 @@ fn run_builder(
             host_path: store.layout().real_path(p),
         })
         .collect();
-    spec.sandbox_paths = settings.sandbox_paths.clone();
+    // A source named by its logical store path is where the store really is (for a
+    // store whose root is not `/`; Nix 2.8 would bind the logical path of the host).
+    spec.sandbox_paths = settings
+        .sandbox_paths
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Ok(rest) = p.host.strip_prefix(store.store_dir().as_str()) {
+                p.host = store.layout().real_store_dir.join(rest);
+            }
+            p
+        })
+        .collect();
+    // As in Nix, store paths among the sources bring their closure into the sandbox
+    // (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries).
+    for p in sandbox_paths_closure(store, &settings.sandbox_paths)? {
+        if !input_closure.contains(&p) {
+            spec.inputs.push(InputPath {
+                name: p.base_name().to_string(),
+                host_path: store.layout().real_path(&p),
+            });
+        }
+    }
     spec.network = if fixed {
         Network::Host
     } else {

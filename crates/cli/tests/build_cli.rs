@@ -873,3 +873,57 @@ in {
     assert_eq!(failures, 6, "the fixture fails six checks");
     assert_store_verifies(&kiln_store);
 }
+
+/// Store paths among `sandbox-paths` sources bring their closure into the sandbox, as in
+/// Nix (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries), whether named by
+/// their logical path or by their path on the host.
+#[test]
+fn sandbox_paths_bring_their_store_closure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    let expr = tmp.path().join("c.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in {
+  dep = derivation { name = "dep"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "echo ${bb}/sh > $out" ]; };
+  plain = derivation { name = "plain"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "(ls /nix/store; cat /dep) > $out; echo done" ]; };
+}"#,
+    )
+    .unwrap();
+    let dep_drv = instantiate(&store, &expr, &busybox, Some("dep"));
+    let plain_drv = instantiate(&store, &expr, &busybox, Some("plain"));
+    let dep = kiln_ok(&["--store", s(&store), "build", "--no-link", &dep_drv]);
+    let dep = dep.trim();
+    let bb = std::fs::read_to_string(store.join(dep.trim_start_matches('/'))).unwrap();
+    let bb_sh = bb.trim();
+    // /bin/sh by its host path, /dep by its logical one.
+    let sh_bind = format!("/bin/sh={}", s(&store.join(bb_sh.trim_start_matches('/'))));
+    let dep_bind = format!("/dep={dep}");
+    let out = kiln_ok(&[
+        "--store",
+        s(&store),
+        "build",
+        "--no-link",
+        "--sandbox-path",
+        &sh_bind,
+        "--sandbox-path",
+        &dep_bind,
+        &plain_drv,
+    ]);
+    let seen = std::fs::read_to_string(store.join(out.trim().trim_start_matches('/'))).unwrap();
+    let base = |p: &str| {
+        p.trim_start_matches("/nix/store/")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // The builder's own output exists by the time `ls` runs (the redirection made it).
+    let mut listed: Vec<&str> = seen.lines().filter(|l| !l.ends_with("-plain")).collect();
+    let last = listed.pop().unwrap();
+    assert_eq!(last, bb_sh, "{seen}");
+    let mut want = vec![base(bb_sh), base(dep)];
+    want.sort();
+    assert_eq!(listed, want, "{seen}");
+}
