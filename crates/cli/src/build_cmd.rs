@@ -156,6 +156,11 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
             None => eprintln!("{line}"),
         }
     }));
+    // The helper starts while the graph is planned; errors surface at the first build.
+    let helper = settings.helper_exe.clone();
+    std::thread::spawn(move || {
+        let _ = kiln_sandbox::start_helper(&helper);
+    });
     let mut executor = DerivationExecutor::new(&store, settings);
     if args.print_build_logs {
         executor = executor.with_log_echo(Arc::new(Mutex::new(std::io::stderr())));

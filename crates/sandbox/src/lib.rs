@@ -82,3 +82,4 @@ pub use spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
     SANDBOX_UID,
 };
+pub use zygote::start_helper;

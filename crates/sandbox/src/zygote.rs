@@ -72,6 +72,18 @@ pub(crate) fn submit(
     unreachable!("the second attempt returns")
 }
 
+/// Starts the helper `exe` now if it is not running, so that the first build does not
+/// wait for it (a caller may do this on another thread while it plans).
+pub fn start_helper(exe: &Path) -> Result<(), Error> {
+    let mut zygotes = ZYGOTES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !zygotes.iter().any(|z| z.exe == exe) {
+        zygotes.push(spawn(exe)?);
+    }
+    Ok(())
+}
+
 fn spawn(exe: &Path) -> Result<Zygote, Error> {
     let spawn_error = |error| Error::SpawnHelper {
         path: exe.to_path_buf(),

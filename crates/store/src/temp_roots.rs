@@ -28,6 +28,10 @@ struct Inner {
     file: Option<(File, PathBuf)>,
     gc_lock: Option<File>,
     gc_socket: Option<UnixStream>,
+    /// Paths already in the file: a root stays for the process's lifetime (the file is
+    /// only ever appended to, and every later collector reads it), so adding one again
+    /// would only cost a lock and a write (a build asks for its outputs several times).
+    added: std::collections::HashSet<String>,
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<TempRoots>>> {
@@ -53,7 +57,18 @@ impl TempRoots {
     /// Nix's, from now until this process exits.
     pub(crate) fn add(&self, logical_path: &str) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.ensure_file(&mut inner)?;
+        if inner.added.contains(logical_path) {
+            return Ok(());
+        }
+        let result = self.add_new(&mut inner, logical_path);
+        if result.is_ok() {
+            inner.added.insert(logical_path.to_string());
+        }
+        result
+    }
+
+    fn add_new(&self, inner: &mut Inner, logical_path: &str) -> Result<()> {
+        self.ensure_file(inner)?;
         let gc_lock_path = self.state_dir.join("gc.lock");
         if inner.gc_lock.is_none() {
             inner.gc_lock = Some(open_lock_file(&gc_lock_path).ctx("opening", &gc_lock_path)?);
@@ -64,7 +79,7 @@ impl TempRoots {
                 Ok(()) => {
                     // No collector is running: the file is enough, and one that starts
                     // later reads it under its exclusive lock.
-                    let result = append(&mut inner, logical_path);
+                    let result = append(inner, logical_path);
                     let _ = inner.gc_lock.as_ref().expect("opened above").unlock();
                     return result;
                 }
@@ -72,8 +87,8 @@ impl TempRoots {
                     // File first, then the collector (Nix does it the other way round):
                     // once the running collector answers, it may finish and the next
                     // one may read the files at once; the root must already be there.
-                    append(&mut inner, logical_path)?;
-                    if self.tell_collector(&mut inner, logical_path)? {
+                    append(inner, logical_path)?;
+                    if self.tell_collector(inner, logical_path)? {
                         return Ok(());
                     }
                     // The collector went away between our attempts; try the lock again.
