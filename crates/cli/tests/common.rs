@@ -102,6 +102,15 @@ pub fn busybox_dir(tmp: &Path) -> std::path::PathBuf {
     dir
 }
 
+/// A scratch directory with a busybox builder directory and the path of a kiln store
+/// in it (not created yet).
+pub fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let busybox = busybox_dir(tmp.path());
+    let store = tmp.path().join("kiln");
+    (tmp, busybox, store)
+}
+
 /// `nix-instantiate` of `expr` (a function of `busybox`) into `store`; the `.drv` path
 /// of `attr`, or of the whole expression.
 pub fn instantiate(store: &Path, expr: &Path, busybox: &Path, attr: Option<&str>) -> String {
