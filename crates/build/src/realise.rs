@@ -40,6 +40,9 @@ pub struct BuildSettings {
     pub helper_exe: PathBuf,
     /// The machine's state directory, whose `userpool/` is shared by every store.
     pub global_state_dir: PathBuf,
+    /// Flush the store's filesystem before registering outputs (Nix's
+    /// `sync-before-registering`; default true here, false in Nix).
+    pub sync_before_registering: bool,
     /// Told the `.drv` path when a build really starts (its locks are held), to print
     /// Nix's "building '…'..." line.
     pub on_start: Option<StartHook>,
@@ -60,6 +63,7 @@ impl BuildSettings {
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
             helper_exe,
             global_state_dir: PathBuf::from("/nix/var/nix"),
+            sync_before_registering: true,
             on_start: None,
         }
     }
@@ -583,6 +587,8 @@ fn run_builder(
             .map_err(sandbox_err);
     let infos = result?;
     cleaned?;
-    store.sync_store()?;
+    if settings.sync_before_registering {
+        store.sync_store()?;
+    }
     Ok(infos)
 }

@@ -68,33 +68,58 @@ pub struct BuildArgs {
 
 /// `sandbox-paths` and `extra-sandbox-paths` from `$NIX_CONF_DIR/nix.conf` (default
 /// `/etc/nix`) and `$NIX_CONFIG`.
-fn configured_sandbox_paths() -> Vec<String> {
-    let dir = std::env::var_os("NIX_CONF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/nix"));
-    let mut texts: Vec<String> = std::fs::read_to_string(dir.join("nix.conf"))
-        .into_iter()
-        .collect();
-    texts.extend(std::env::var("NIX_CONFIG"));
-    let mut paths = Vec::new();
-    for text in texts {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("");
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            match key.trim() {
-                "sandbox-paths" | "build-chroot-dirs" | "build-sandbox-paths" => {
-                    paths = value.split_whitespace().map(String::from).collect();
+/// The `nix.conf` settings `kiln build` honours, from `$NIX_CONF_DIR/nix.conf` (default
+/// `/etc/nix`) and then `$NIX_CONFIG`, later lines winning as in Nix.
+#[derive(Debug, PartialEq, Eq)]
+struct NixConf {
+    sandbox_paths: Vec<String>,
+    /// Nix's `sync-before-registering`. Nix's default is false; kiln's is true, so
+    /// that no registered path can lack its contents after a crash.
+    sync_before_registering: bool,
+}
+
+impl NixConf {
+    fn load() -> NixConf {
+        let dir = std::env::var_os("NIX_CONF_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/nix"));
+        let mut texts: Vec<String> = std::fs::read_to_string(dir.join("nix.conf"))
+            .into_iter()
+            .collect();
+        texts.extend(std::env::var("NIX_CONFIG"));
+        NixConf::parse(&texts)
+    }
+
+    fn parse(texts: &[String]) -> NixConf {
+        let mut conf = NixConf {
+            sandbox_paths: Vec::new(),
+            sync_before_registering: true,
+        };
+        for text in texts {
+            for line in text.lines() {
+                let line = line.split('#').next().unwrap_or("");
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
+                let words = || value.split_whitespace().map(String::from);
+                match key.trim() {
+                    "sandbox-paths" | "build-chroot-dirs" | "build-sandbox-paths" => {
+                        conf.sandbox_paths = words().collect();
+                    }
+                    "extra-sandbox-paths" | "build-extra-sandbox-paths" => {
+                        conf.sandbox_paths.extend(words());
+                    }
+                    "sync-before-registering" => match value.trim() {
+                        "true" => conf.sync_before_registering = true,
+                        "false" => conf.sync_before_registering = false,
+                        _ => {}
+                    },
+                    _ => {}
                 }
-                "extra-sandbox-paths" | "build-extra-sandbox-paths" => {
-                    paths.extend(value.split_whitespace().map(String::from));
-                }
-                _ => {}
             }
         }
+        conf
     }
-    paths
 }
 
 /// What one installable asks for, and how its result is read from the report.
@@ -140,7 +165,10 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         settings.cores = c;
     }
     settings.keep_failed = args.keep_failed;
-    settings.sandbox_paths = configured_sandbox_paths()
+    let conf = NixConf::load();
+    settings.sync_before_registering = conf.sync_before_registering;
+    settings.sandbox_paths = conf
+        .sandbox_paths
         .iter()
         .chain(&args.sandbox_paths)
         .map(|spec| kiln_sandbox::SandboxPath::parse(spec))
@@ -415,5 +443,27 @@ impl ProgressReport {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NixConf;
+
+    #[test]
+    fn nix_conf_settings_later_lines_win() {
+        let conf = NixConf::parse(&[
+            "sandbox-paths = /a /b=/c # comment\nsync-before-registering = false\n".into(),
+            "extra-sandbox-paths = /d?\n".into(),
+        ]);
+        assert_eq!(conf.sandbox_paths, ["/a", "/b=/c", "/d?"]);
+        assert!(!conf.sync_before_registering);
+        let conf = NixConf::parse(&["sync-before-registering = maybe\n".into()]);
+        assert!(conf.sync_before_registering, "kiln's default stays");
+        let conf = NixConf::parse(&[
+            "extra-sandbox-paths = /x\n".into(),
+            "build-chroot-dirs = /y\n".into(),
+        ]);
+        assert_eq!(conf.sandbox_paths, ["/y"]);
     }
 }
