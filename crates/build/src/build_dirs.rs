@@ -3,14 +3,15 @@
 //! bitmap past recently deleted inodes and was the dearest single syscall of a trivial
 //! build. After a build its directory is emptied in the background (which had to happen
 //! anyway) and kept under a spare name; the next build renames it to its own name,
-//! without replacing anything, and gives it to its build user with mode 0700 — all the
-//! builder can see of it. One that grew larger than a new directory (ext4 never shrinks
-//! one, and `ls -la /build` shows the size) is deleted instead.
+//! without replacing anything, and gives it to its build user with mode 0700. One that
+//! a new directory would not look like to a builder (see `kiln_sandbox::looks_new`:
+//! its last owner, the builder, may have grown, flagged or labelled it) is deleted
+//! instead.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use rustix::fs::{RenameFlags, CWD};
 
@@ -56,7 +57,7 @@ pub(crate) fn recycle(dir: PathBuf) {
         let _ = kiln_store::remove_tree(&dir);
         return;
     }
-    if empty(&spare).is_ok() && is_as_small_as_new(&spare) {
+    if empty(&spare).is_ok() && kiln_sandbox::looks_new(&spare) {
         SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
     } else {
         let _ = kiln_store::remove_tree(&spare);
@@ -78,48 +79,6 @@ fn empty(dir: &Path) -> std::io::Result<()> {
         kiln_store::remove_tree(&entry?.path()).map_err(std::io::Error::other)?;
     }
     Ok(())
-}
-
-/// What a new directory looks like on a filesystem: its size and inode flags.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct Fresh {
-    dev: u64,
-    size: u64,
-    flags: u32,
-}
-
-fn describe(dir: &Path) -> Option<Fresh> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).ok()?;
-    let fd = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()?;
-    // Filesystems without inode flags (tmpfs) refuse the ioctl; that is their "none".
-    let flags = rustix::fs::ioctl_getflags(&fd).map_or(0, |f| f.bits());
-    Some(Fresh {
-        dev: meta.dev(),
-        size: meta.len(),
-        flags,
-    })
-}
-
-/// Whether `dir` looks like a new directory beside it (the reference is measured once
-/// per process): same size, same inode flags (its owner, the last builder, may have set
-/// some with `chattr`) and no extended attributes or ACLs.
-fn is_as_small_as_new(dir: &Path) -> bool {
-    static NEW: OnceLock<Option<Fresh>> = OnceLock::new();
-    let new = NEW.get_or_init(|| {
-        let probe = dir.with_extension("probe");
-        std::fs::create_dir(&probe).ok()?;
-        let fresh = describe(&probe);
-        let _ = std::fs::remove_dir(&probe);
-        fresh
-    });
-    let no_xattrs = matches!(rustix::fs::llistxattr_query(dir), Ok(0));
-    no_xattrs && new.is_some() && describe(dir) == *new
 }
 
 #[cfg(test)]

@@ -79,16 +79,8 @@ impl Fixture {
     }
 
     fn nix_build(&self, drvs: &[String]) {
-        let mut args: Vec<&str> = vec![
-            "--store",
-            s(&self.nix_store),
-            "--option",
-            "sandbox",
-            "true",
-            "--realise",
-        ];
-        args.extend(drvs.iter().map(String::as_str));
-        nix_ok("nix-store", &args);
+        let drvs: Vec<&str> = drvs.iter().map(String::as_str).collect();
+        nix_ok("nix-store", &nix_realise_args(&self.nix_store, &drvs));
     }
 }
 
@@ -205,9 +197,7 @@ fn outputs_equal_nix_sandboxed_builds() {
 
 #[test]
 fn failing_builder_reports_and_leaves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let expr = tmp.path().join("fail.nix");
     std::fs::write(
         &expr,
@@ -248,9 +238,7 @@ derivation { name = "fails"; system = "x86_64-linux"; builder = "${bb}/sh";
 
 #[test]
 fn sandbox_isolates_network_store_and_filesystem() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -377,9 +365,7 @@ in [ talker q1 q2 q3 ]"#,
 /// Each builder sleeps, and kiln prints "building '<drv>'" when it starts one.
 #[test]
 fn concurrent_builders_build_each_output_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let expr = tmp.path().join("slow.nix");
     std::fs::write(
         &expr,
@@ -403,15 +389,7 @@ in { inherit d e; nixSide = mk "nix-side" [ a c ]; }"#,
     let k1 = spawn(&d);
     let k2 = spawn(&e);
     let n = nix_command("nix-store")
-        .args([
-            "--store",
-            s(&store),
-            "--option",
-            "sandbox",
-            "true",
-            "--realise",
-            &nix_side,
-        ])
+        .args(nix_realise_args(&store, &[&nix_side]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -452,9 +430,7 @@ in { inherit d e; nixSide = mk "nix-side" [ a c ]; }"#,
 
 #[test]
 fn timeouts_and_keep_going() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let expr = tmp.path().join("t.nix");
     std::fs::write(
         &expr,
@@ -583,9 +559,7 @@ in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args 
 /// Ctrl-C (SIGINT) stops the builders at once and leaves nothing behind.
 #[test]
 fn interrupt_kills_builders_and_cleans_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let expr = tmp.path().join("i.nix");
     std::fs::write(
         &expr,
@@ -642,9 +616,7 @@ derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; ar
 /// Nix's `sandbox-paths` does; without it the builder is not found.
 #[test]
 fn sandbox_paths_bind_host_files() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busybox = busybox_dir(tmp.path());
-    let store = tmp.path().join("kiln");
+    let (tmp, busybox, store) = scratch();
     let expr = tmp.path().join("p.nix");
     std::fs::write(
         &expr,
@@ -690,18 +662,7 @@ derivation { name = "fodbad"; system = "x86_64-linux"; builder = "${bb}/sh"; arg
     ] {
         let drv = instantiate(&store, &expr, &busybox, None);
         let out = if who == "nix" {
-            nix(
-                "nix-store",
-                &[
-                    "--store",
-                    s(&store),
-                    "--option",
-                    "sandbox",
-                    "true",
-                    "--realise",
-                    drv.trim(),
-                ],
-            )
+            nix("nix-store", &nix_realise_args(&store, &[drv.trim()]))
         } else {
             kiln()
                 .args(["--store", s(&store), "build", "--no-link", drv.trim()])
@@ -839,18 +800,7 @@ in {
         let nix_drv = instantiate(&nix_store, &expr, &busybox, Some(attr));
         let kiln_drv = instantiate(&kiln_store, &expr, &busybox, Some(attr));
         assert_eq!(nix_drv, kiln_drv);
-        let theirs = nix(
-            "nix-store",
-            &[
-                "--store",
-                s(&nix_store),
-                "--option",
-                "sandbox",
-                "true",
-                "--realise",
-                &nix_drv,
-            ],
-        );
+        let theirs = nix("nix-store", &nix_realise_args(&nix_store, &[&nix_drv]));
         let ours = kiln()
             .args(["--store", s(&kiln_store), "build", "--no-link", &kiln_drv])
             .output()

@@ -102,6 +102,20 @@ pub fn busybox_dir(tmp: &Path) -> std::path::PathBuf {
     dir
 }
 
+/// `nix-store` arguments that realise `drvs` in `store` with the sandbox on.
+pub fn nix_realise_args<'a>(store: &'a Path, drvs: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--store",
+        s(store),
+        "--option",
+        "sandbox",
+        "true",
+        "--realise",
+    ];
+    args.extend_from_slice(drvs);
+    args
+}
+
 /// A scratch directory with a busybox builder directory and the path of a kiln store
 /// in it (not created yet).
 pub fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {

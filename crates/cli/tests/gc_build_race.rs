@@ -122,18 +122,7 @@ fn run_scenario(collector: &'static str, kiln_builds: bool) {
             let out = if kiln_builds {
                 kiln_ok(&["--store", s(&store), "build", "--no-link", &drv])
             } else {
-                nix_ok(
-                    "nix-store",
-                    &[
-                        "--store",
-                        s(&store),
-                        "--option",
-                        "sandbox",
-                        "true",
-                        "--realise",
-                        &drv,
-                    ],
-                )
+                nix_ok("nix-store", &nix_realise_args(&store, &[&drv]))
             };
             assert!(out.trim().ends_with("step7"), "{out}");
         },

@@ -377,9 +377,7 @@ impl Spare {
     /// Gives the request to the spare; `None` (and the spare killed) if it is
     /// gone, so that the caller clones a child instead.
     fn hand_over(self, plan_bytes: &[u8], pty: &OwnedFd, status: &OwnedFd) -> Option<Launched> {
-        let mut frame = Vec::with_capacity(4 + plan_bytes.len());
-        frame.extend_from_slice(&u32::try_from(plan_bytes.len()).ok()?.to_le_bytes());
-        frame.extend_from_slice(plan_bytes);
+        let frame = crate::zygote::frame(plan_bytes).ok()?;
         match crate::zygote::send(self.ctl.as_fd(), &frame, pty.as_fd(), status.as_fd()) {
             Ok(()) => Some(Launched {
                 pid: self.pid,

@@ -53,6 +53,7 @@
 mod child;
 mod cleanup;
 mod error;
+mod fresh_dir;
 #[allow(unsafe_code)] // the one `clone` call; see helper.rs
 mod helper;
 mod idmap;
@@ -74,6 +75,7 @@ mod zygote;
 
 pub use cleanup::cleanup;
 pub use error::Error;
+pub use fresh_dir::looks_new;
 pub use helper::{helper_main, HELPER_ARG};
 pub use prepare::{prepare, user_namespaces_enabled, Prepared};
 pub use run::{kill_running_builders, run, Outcome};

@@ -11,8 +11,8 @@
 //! is the one written before the build, not rewritten with host ids. What the
 //! sandbox itself leaves behind (the `/dev/ptmx` symlink) is removed too. A
 //! recycled chroot therefore has exactly the files a fresh one has; only the
-//! times of its directories are older (a directory grown beyond a new one's
-//! size, as ext4 leaves them, is not recycled).
+//! times of its directories are older (one that a new directory would not
+//! look like, see `fresh_dir.rs`, is not recycled).
 //!
 //! While waiting, a skeleton sits wherever the caller put the finished chroot
 //! (kiln: a temp-rooted scratch name in the store, which collectors leave
@@ -25,6 +25,7 @@ use std::sync::Mutex;
 
 use crate::cleanup::cleanup;
 use crate::error::Error;
+use crate::fresh_dir::looks_new;
 
 /// Identifies the skeleton a chroot was made with; see [`crate::Prepared`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,7 +100,7 @@ pub fn recycle(skeleton: Option<&Skeleton>, dir: &Path) -> Result<(), Error> {
     }
     // On ext4 a directory never shrinks: one that held many entries would
     // show `ls -la` a size no fresh chroot has.
-    if !as_small_as_new(dir, &[&dir.join("tmp"), &dir.join(&skeleton.store)]) {
+    if !looks_new(&dir.join("tmp")) || !looks_new(&dir.join(&skeleton.store)) {
         return cleanup(dir);
     }
     WAITING
@@ -125,19 +126,6 @@ fn empty(dir: &Path) -> Result<(), Error> {
         cleanup(&entry.path())?;
     }
     Ok(())
-}
-
-/// Whether each of `dirs` has the size of a newly made directory beside them.
-fn as_small_as_new(parent: &Path, dirs: &[&Path]) -> bool {
-    let probe = parent.join(".kiln-size-probe");
-    if std::fs::create_dir(&probe).is_err() {
-        return false;
-    }
-    let new_size = std::fs::metadata(&probe).map(|m| m.len());
-    let _ = std::fs::remove_dir(&probe);
-    let Ok(new_size) = new_size else { return false };
-    dirs.iter()
-        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.len() == new_size))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), Error> {

@@ -41,11 +41,7 @@ pub(crate) fn submit(
     pty: BorrowedFd<'_>,
     status: BorrowedFd<'_>,
 ) -> Result<(), Error> {
-    let mut frame = Vec::with_capacity(4 + plan.len());
-    let len = u32::try_from(plan.len())
-        .map_err(|_| Error::InvalidSpec("sandbox plan larger than 4 GiB".into()))?;
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(plan);
+    let frame = frame(plan)?;
 
     let mut zygotes = ZYGOTES
         .lock()
@@ -82,6 +78,17 @@ pub fn start_helper(exe: &Path) -> Result<(), Error> {
         zygotes.push(spawn(exe)?);
     }
     Ok(())
+}
+
+/// A request as it travels to the helper (and from the helper to a spare child):
+/// `u32 LE length | plan`.
+pub(crate) fn frame(plan: &[u8]) -> Result<Vec<u8>, Error> {
+    let len = u32::try_from(plan.len())
+        .map_err(|_| Error::InvalidSpec("sandbox plan larger than 4 GiB".into()))?;
+    let mut frame = Vec::with_capacity(4 + plan.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(plan);
+    Ok(frame)
 }
 
 fn spawn(exe: &Path) -> Result<Zygote, Error> {
