@@ -540,11 +540,15 @@ in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args 
         .status()
         .unwrap();
     assert!(chown.success());
+    // The checkout may sit below a directory only root can enter (a `mktemp -d`), so
+    // the unprivileged user runs a copy of kiln (its own sandbox helper) from here.
+    let kiln_copy = tmp.path().join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &kiln_copy).unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
         .arg(format!("HOME={}", s(tmp.path())))
         .arg(format!("TMPDIR={}", s(tmp.path())))
-        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg(&kiln_copy)
         .args(["--store", s(&store), "build", "--no-link", drv.trim()])
         .output()
         .expect("setpriv");

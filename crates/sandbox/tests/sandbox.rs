@@ -255,8 +255,10 @@ fn seccomp_blocks_setuid_bits_and_xattrs() {
     for entry in ["/lib", "/lib64"] {
         spec.sandbox_paths.push(SandboxPath::parse(entry));
     }
-    spec.sandbox_paths
-        .push(SandboxPath::parse(&format!("/probe={}", common::HELPER)));
+    spec.sandbox_paths.push(SandboxPath::parse(&format!(
+        "/probe={}",
+        common::helper().display()
+    )));
     let r = common::run(&spec).unwrap();
     assert!(r.outcome.success(), "{:?}: {}", r.outcome, r.log);
     assert_eq!(
@@ -349,7 +351,7 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
         std::fs::metadata(&file).unwrap().ino()
     );
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut log).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     assert!(outcome.success());
     assert_eq!(
@@ -541,7 +543,7 @@ fn cleanup_copes_with_read_only_leftovers() {
     );
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut log).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
     assert!(
         outcome.success(),
         "{outcome:?}: {}",
@@ -643,8 +645,17 @@ fn works_for_an_unprivileged_caller() {
         // Already unprivileged: just run the body.
         return unprivileged_body();
     }
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // The checkout may sit below a directory only root can enter (a `mktemp -d`), so
+    // the unprivileged user runs copies of this test and of the helper from here.
+    let copies = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(copies.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let test_copy = copies.path().join("sandbox-test");
+    let helper_copy = copies.path().join("helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &test_copy).unwrap();
+    std::fs::copy(common::helper(), &helper_copy).unwrap();
+    let out = std::process::Command::new(&test_copy)
         .args([
             "unprivileged_entry_point",
             "--exact",
@@ -652,6 +663,7 @@ fn works_for_an_unprivileged_caller() {
             "--test-threads=1",
         ])
         .env(UNPRIVILEGED_ENV, "1")
+        .env(common::HELPER_OVERRIDE, &helper_copy)
         .env("TMPDIR", "/tmp")
         .uid(65534)
         .gid(65534)
@@ -752,7 +764,7 @@ fn a_recycled_chroot_looks_fresh() {
          echo x > $NIX_STORE/junk; echo done > $out",
     );
     let prepared = kiln_sandbox::prepare(&messy).unwrap();
-    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut Vec::new()).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut Vec::new()).unwrap();
     assert!(outcome.success());
     let aside = f.store.join("recycled-chroot");
     std::fs::rename(prepared.chroot_dir(), &aside).unwrap();
@@ -768,7 +780,7 @@ fn a_recycled_chroot_looks_fresh() {
     let prepared = kiln_sandbox::prepare(&with_key(common::DUMP_SCRIPT)).unwrap();
     assert!(!aside.exists(), "the next sandbox took the skeleton");
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, Path::new(common::HELPER), &mut log).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
     assert!(outcome.success(), "{}", String::from_utf8_lossy(&log));
     let recycled = std::fs::read_to_string(prepared.chroot_store().join(common::OUT_NAME)).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();

@@ -20,8 +20,7 @@ fn one(f: &common::Fixture) -> (Duration, Duration, Duration) {
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let t1 = Instant::now();
     let mut log = Vec::new();
-    let outcome =
-        kiln_sandbox::run(&prepared, std::path::Path::new(common::HELPER), &mut log).unwrap();
+    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
     let t2 = Instant::now();
     assert!(
         outcome.success(),

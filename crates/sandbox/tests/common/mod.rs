@@ -4,12 +4,20 @@
 #![allow(dead_code)]
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_sandbox::{InputPath, Outcome, SandboxSpec};
 
-pub const HELPER: &str = env!("CARGO_BIN_EXE_kiln-sandbox-helper");
+/// Set by the unprivileged test to a copy of the helper it can reach.
+pub const HELPER_OVERRIDE: &str = "KILN_SANDBOX_TEST_HELPER";
+
+/// The sandbox helper executable.
+pub fn helper() -> PathBuf {
+    std::env::var_os(HELPER_OVERRIDE)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kiln-sandbox-helper")))
+}
 /// Host ids for tests that do not compare against Nix: not Nix build users,
 /// so a concurrently running nix-build (which kills its build user's
 /// processes) cannot hit our builders.
@@ -148,7 +156,7 @@ pub struct Ran {
 pub fn run(spec: &SandboxSpec) -> Result<Ran, kiln_sandbox::Error> {
     let prepared = kiln_sandbox::prepare(spec)?;
     let mut log = Vec::new();
-    let result = kiln_sandbox::run(&prepared, Path::new(HELPER), &mut log);
+    let result = kiln_sandbox::run(&prepared, &helper(), &mut log);
     let out = std::fs::read(prepared.chroot_store().join(OUT_NAME)).ok();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     Ok(Ran {
