@@ -13,7 +13,7 @@ use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
 use crate::error::{Error, Result};
-use crate::realise::{realise, BuildSettings, Realised};
+use crate::realise::{realise, stage_ahead, BuildSettings, KnownOutputs, Realised, Staged};
 
 /// A node of the build graph.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -31,10 +31,15 @@ pub type GoalOutput = Arc<BTreeMap<String, StorePath>>;
 /// How often a build whose output lock is held elsewhere is tried again.
 const LOCK_RETRY: Duration = Duration::from_millis(200);
 
+/// A build set up ahead (see [`Executor::stage`]); locked while the setup runs,
+/// so that `run` waits for it rather than racing it.
+type StagedSlot = Arc<Mutex<Option<Staged>>>;
+
 pub struct DerivationExecutor<'a> {
     store: &'a LocalStore,
     settings: BuildSettings,
     derivations: Mutex<HashMap<StorePath, Arc<Derivation>>>,
+    staged: Mutex<HashMap<StorePath, StagedSlot>>,
     /// Where each build's log is copied as it runs (`-L`), if anywhere.
     echo: Option<Arc<Mutex<dyn Write + Send>>>,
 }
@@ -45,6 +50,7 @@ impl<'a> DerivationExecutor<'a> {
             store,
             settings,
             derivations: Mutex::new(HashMap::new()),
+            staged: Mutex::new(HashMap::new()),
             echo: None,
         }
     }
@@ -56,6 +62,17 @@ impl<'a> DerivationExecutor<'a> {
 
     pub fn store(&self) -> &LocalStore {
         self.store
+    }
+
+    /// The slot staged for `drv_path`, removed; waits for staging under way.
+    fn take_staged(&self, drv_path: &StorePath) -> Option<Staged> {
+        let slot = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(drv_path)?;
+        let staged = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        staged
     }
 
     fn derivation(&self, path: &StorePath) -> Result<Arc<Derivation>> {
@@ -179,7 +196,7 @@ impl Executor for DerivationExecutor<'_> {
     fn run(
         &self,
         key: &Goal,
-        _known: &Known<Goal, GoalOutput>,
+        known: &Known<Goal, GoalOutput>,
         _ctx: &RunContext,
     ) -> Result<RunOutcome<GoalOutput>> {
         let Goal::Derivation(drv_path) = key else {
@@ -190,7 +207,25 @@ impl Executor for DerivationExecutor<'_> {
             .echo
             .as_ref()
             .map(|e| Box::new(SharedWriter(Arc::clone(e))) as Box<dyn Write + Send>);
-        match realise(self.store, &self.settings, drv_path, &drv, echo)? {
+        let known_inputs: KnownOutputs = known
+            .iter()
+            .filter_map(|(goal, outputs)| match goal {
+                Goal::Derivation(p) => Some((p.clone(), Arc::clone(outputs))),
+                Goal::Path(_) => None,
+            })
+            .collect();
+        let realised = match self.take_staged(drv_path) {
+            Some(staged) => staged.build(self.store, &self.settings, &drv, &known_inputs, echo),
+            None => realise(
+                self.store,
+                &self.settings,
+                drv_path,
+                &drv,
+                &known_inputs,
+                echo,
+            ),
+        };
+        match realised? {
             Realised::Locked => Ok(RunOutcome::Retry(LOCK_RETRY)),
             Realised::Valid(outputs) => Ok(RunOutcome::Built(Arc::new(outputs))),
             Realised::Built(infos) => Ok(RunOutcome::Built(Arc::new(
@@ -199,6 +234,33 @@ impl Executor for DerivationExecutor<'_> {
                     .map(|(name, info)| (name, info.path))
                     .collect(),
             ))),
+        }
+    }
+
+    fn stage(&self, key: &Goal) {
+        let Goal::Derivation(drv_path) = key else {
+            return;
+        };
+        let slot: StagedSlot = Arc::default();
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut all = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            if all.contains_key(drv_path) {
+                return;
+            }
+            all.insert(drv_path.clone(), Arc::clone(&slot));
+        }
+        // Failures are found again, and reported, when the build runs.
+        if let Ok(drv) = self.derivation(drv_path) {
+            if let Ok(staged) = stage_ahead(self.store, &self.settings, drv_path, &drv) {
+                *guard = staged;
+            }
+        }
+    }
+
+    fn unstage(&self, key: &Goal) {
+        if let Goal::Derivation(drv_path) = key {
+            drop(self.take_staged(drv_path));
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_derivation::{Derivation, DerivationType};
@@ -94,6 +95,10 @@ pub enum Realised {
     Locked,
 }
 
+/// Output name → path of the input derivations this process already knows (it
+/// built them or found them valid); others are looked up in the store.
+pub type KnownOutputs = BTreeMap<StorePath, Arc<BTreeMap<String, StorePath>>>;
+
 /// Realise `drv` (stored at `drv_path`), whose input derivations' outputs and input
 /// sources must be valid. `echo` receives a copy of the log as it is produced.
 pub fn realise(
@@ -101,8 +106,84 @@ pub fn realise(
     settings: &BuildSettings,
     drv_path: &StorePath,
     drv: &Derivation,
+    known_inputs: &KnownOutputs,
     echo: Option<Box<dyn Write + Send>>,
 ) -> Result<Realised> {
+    let drv_str = store.layout().display(drv_path);
+    let inputs = || input_closure(store, drv, known_inputs, &drv_str);
+    match stage(store, settings, drv_path, drv, inputs, false)? {
+        Claim::Valid(outputs) => Ok(Realised::Valid(outputs)),
+        Claim::Locked => Ok(Realised::Locked),
+        Claim::Staged(staged) => staged.build(store, settings, drv, known_inputs, echo),
+    }
+}
+
+/// Sets up the build of `drv` while the derivations it needs are still being
+/// built: outputs locked, build directory written, chroot made with the inputs
+/// that exist already, sandbox started and waiting for the rest. `None` when
+/// there is nothing to gain (already valid, locked elsewhere, or a builder
+/// environment that depends on the inputs' contents). Errors are the caller's
+/// to ignore: the build, when it runs, finds them again and reports them.
+pub fn stage_ahead(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<Option<Staged>> {
+    if exports_references_graph(drv) {
+        return Ok(None);
+    }
+    let inputs = || provisional_closure(store, drv);
+    match stage(store, settings, drv_path, drv, inputs, true)? {
+        Claim::Staged(staged) => Ok(Some(*staged)),
+        Claim::Valid(_) | Claim::Locked => Ok(None),
+    }
+}
+
+/// `exportReferencesGraph` (either form) writes the inputs' closures into the
+/// build directory before the build: nothing to stage before they exist.
+fn exports_references_graph(drv: &Derivation) -> bool {
+    drv.env.contains_key(b"exportReferencesGraph".as_slice())
+        || drv
+            .env
+            .get(b"__json".as_slice())
+            .is_some_and(|json| json.windows(21).any(|w| w == b"exportReferencesGraph"))
+}
+
+enum Claim {
+    Valid(BTreeMap<String, StorePath>),
+    Locked,
+    Staged(Box<Staged>),
+}
+
+/// A build with its outputs locked and its sandbox started up to the store
+/// inputs (see [`kiln_sandbox::launch`]). Dropped without [`Staged::build`],
+/// it ends the sandbox, removes what it made and releases the locks.
+pub struct Staged {
+    drv_str: String,
+    drv_path: StorePath,
+    kind: DerivationType,
+    outputs: BTreeMap<String, StorePath>,
+    locks: Vec<PathLock>,
+    user: BuildUser,
+    /// Taken by `build`; what `Drop` cleans up otherwise.
+    build_dir: Option<PathBuf>,
+    chroot_dir: PathBuf,
+    sandbox: Option<(SandboxSpec, kiln_sandbox::Prepared, kiln_sandbox::Launched)>,
+    /// The input closure the chroot has.
+    inputs: BTreeSet<StorePath>,
+    /// `inputs` was only what existed when staged ahead.
+    provisional: bool,
+}
+
+fn stage(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    drv_path: &StorePath,
+    drv: &Derivation,
+    inputs: impl FnOnce() -> Result<BTreeSet<StorePath>>,
+    provisional: bool,
+) -> Result<Claim> {
     let drv_str = store.layout().display(drv_path);
     if interrupted() {
         return Err(Error::Interrupted);
@@ -131,7 +212,7 @@ pub fn realise(
         outputs.insert(name, path);
     }
     if all_valid(store, &outputs)? {
-        return Ok(Realised::Valid(outputs));
+        return Ok(Claim::Valid(outputs));
     }
     // Non-blocking, in sorted order, all or nothing: a busy lock means another process
     // (kiln or Nix) is building this; the scheduler retries later.
@@ -144,51 +225,271 @@ pub fn realise(
     for p in &lock_paths {
         match PathLock::try_acquire(p)? {
             Some(l) => locks.push(l),
-            None => return Ok(Realised::Locked),
+            None => return Ok(Claim::Locked),
         }
     }
     if all_valid(store, &outputs)? {
         release(locks);
-        return Ok(Realised::Valid(outputs));
+        return Ok(Claim::Valid(outputs));
     }
     for path in outputs.values() {
         kiln_store::remove_tree(&store.layout().real_path(path))?;
     }
-
-    if let Some(announce) = &settings.on_start {
-        announce(&drv_str);
-    }
-    let input_closure = input_closure(store, drv, &drv_str)?;
+    let input_closure = inputs()?;
     let user = BuildUser::acquire(&settings.global_state_dir)?;
     let build_dir = make_build_dir(settings, drv_path, &user)?;
-    let outcome = run_builder(
-        store,
-        settings,
-        drv_path,
-        drv,
+    let chroot_dir = store
+        .layout()
+        .real_store_dir
+        .join(format!("{}.chroot", drv_path.base_name()));
+    let mut staged = Staged {
+        drv_str,
+        drv_path: drv_path.clone(),
         kind,
-        &outputs,
-        &input_closure,
-        &user,
-        &build_dir,
-        echo,
-    );
-    let keep = outcome.is_err() && settings.keep_failed;
-    if keep {
-        let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
-        eprintln!("note: keeping build directory '{}'", build_dir.display());
-    } else {
+        outputs,
+        locks,
+        user,
+        build_dir: Some(build_dir),
+        chroot_dir,
+        sandbox: None,
+        inputs: input_closure,
+        provisional,
+    };
+    staged.sandbox = Some(start_sandbox(store, settings, drv, &staged)?);
+    Ok(Claim::Staged(Box::new(staged)))
+}
+
+impl Staged {
+    /// Runs the builder and registers the outputs. `known_inputs` as in [`realise`].
+    pub fn build(
+        mut self,
+        store: &LocalStore,
+        settings: &BuildSettings,
+        drv: &Derivation,
+        known_inputs: &KnownOutputs,
+        echo: Option<Box<dyn Write + Send>>,
+    ) -> Result<Realised> {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        if let Some(announce) = &settings.on_start {
+            announce(&self.drv_str);
+        }
+        let build_dir = self.build_dir.take().expect("built once");
+        let outcome = self.run_builder(store, settings, drv, known_inputs, echo);
+        let keep = outcome.is_err() && settings.keep_failed;
+        if keep {
+            let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
+            eprintln!("note: keeping build directory '{}'", build_dir.display());
+        } else {
+            crate::cleanup::remove_dir_later(build_dir);
+        }
+        let infos = outcome?;
+        store.register_valid_paths(&infos)?;
+        release(std::mem::take(&mut self.locks));
+        Ok(Realised::Built(
+            infos
+                .into_iter()
+                .map(|i| (name_of(&self.outputs, &i.path), i))
+                .collect(),
+        ))
+    }
+
+    fn run_builder(
+        &mut self,
+        store: &LocalStore,
+        settings: &BuildSettings,
+        drv: &Derivation,
+        known_inputs: &KnownOutputs,
+        echo: Option<Box<dyn Write + Send>>,
+    ) -> Result<Vec<PathInfo>> {
+        let (spec, mut prepared, launched) = self.sandbox.take().expect("built once");
+        let drv_str = self.drv_str.clone();
+        let sandbox_err = |source| Error::Sandbox {
+            drv: drv_str.clone(),
+            source,
+        };
+        let result = (|| {
+            if self.provisional {
+                let closure = input_closure(store, drv, known_inputs, &self.drv_str)?;
+                if closure != self.inputs {
+                    self.inputs = closure;
+                    let inputs = sandbox_inputs(store, settings, &self.inputs)?;
+                    prepared.replace_inputs(&inputs).map_err(sandbox_err)?;
+                }
+            }
+            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), echo)?;
+            let outcome = launched.go(&prepared, &mut log).map_err(sandbox_err)?;
+            let tail = log.tail_for_error();
+            log.finish()?;
+            if !outcome.success() {
+                return Err(Error::BuilderFailed {
+                    drv: drv_str.clone(),
+                    outcome: outcome.describe(&spec),
+                    log_tail: tail,
+                });
+            }
+            let raw: Vec<RawOutput> = self
+                .outputs
+                .iter()
+                .map(|(name, path)| RawOutput {
+                    name: name.clone(),
+                    path: path.clone(),
+                    host_path: prepared.chroot_store().join(path.base_name()),
+                })
+                .collect();
+            process_outputs(
+                store,
+                &self.drv_path,
+                drv,
+                &raw,
+                &self.inputs,
+                self.user.uid,
+            )
+        })();
+        let cleaned = crate::cleanup::remove_chroot_later(
+            store,
+            self.chroot_dir.clone(),
+            prepared.skeleton().cloned(),
+        )
+        .map_err(sandbox_err);
+        let infos = result?;
+        cleaned?;
+        if settings.sync_before_registering {
+            store.sync_store()?;
+        }
+        Ok(infos)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let Some(build_dir) = self.build_dir.take() else {
+            return;
+        };
+        if let Some((_, prepared, launched)) = self.sandbox.take() {
+            drop(launched);
+            drop(prepared);
+            // What cannot be removed now is removed by the next build of this
+            // derivation, as after a crash.
+            let _ = kiln_sandbox::cleanup(&self.chroot_dir);
+        }
         crate::cleanup::remove_dir_later(build_dir);
     }
-    let infos = outcome?;
-    store.register_valid_paths(&infos)?;
-    release(locks);
-    Ok(Realised::Built(
-        infos
-            .into_iter()
-            .map(|i| (name_of(&outputs, &i.path), i))
-            .collect(),
-    ))
+}
+
+/// The builder's environment and build-directory files, the chroot, and the
+/// sandbox started up to its store inputs.
+fn start_sandbox(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    drv: &Derivation,
+    staged: &Staged,
+) -> Result<(SandboxSpec, kiln_sandbox::Prepared, kiln_sandbox::Launched)> {
+    let drv_str = &staged.drv_str;
+    let build_dir = staged.build_dir.as_deref().expect("staged has a build dir");
+    let user = &staged.user;
+    let output_strings: BTreeMap<String, String> = staged
+        .outputs
+        .iter()
+        .map(|(n, p)| (n.clone(), store.layout().display(p)))
+        .collect();
+    let fixed = staged.kind == DerivationType::FixedOutput;
+    let export = |paths: &[String]| export_references_json(store, &staged.inputs, drv_str, paths);
+    let (env, files) = builder_environment(
+        drv,
+        &EnvContext {
+            cores: settings.cores,
+            sandbox_build_dir: "/build",
+            host_build_dir: build_dir,
+            store_dir: store.store_dir().as_str(),
+            fixed_output: fixed,
+            outputs: &output_strings,
+            export_references: Some(&export),
+        },
+    )?;
+    for (name, contents) in files {
+        let path = build_dir.join(&name);
+        std::fs::write(&path, contents).ctx("writing", &path)?;
+        chown(&path, user)?;
+    }
+    if !drv.env.contains_key(b"__json".as_slice()) {
+        // Nix leaves these owned by itself (root), unlike the other files.
+        for (name, contents) in export_references_graph(store, drv, drv_str)? {
+            let path = build_dir.join(&name);
+            std::fs::write(&path, contents).ctx("writing", &path)?;
+        }
+    }
+    let mut spec = SandboxSpec::new(
+        drv.builder.to_vec(),
+        &staged.chroot_dir,
+        build_dir,
+        user.uid,
+        user.gid,
+    );
+    spec.args = drv.args.iter().map(|a| a.to_vec()).collect();
+    spec.env = env;
+    spec.inputs = sandbox_inputs(store, settings, &staged.inputs)?;
+    // A source named by its logical store path is where the store really is (for a
+    // store whose root is not `/`; Nix 2.8 would bind the logical path of the host).
+    spec.sandbox_paths = settings
+        .sandbox_paths
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Ok(rest) = p.host.strip_prefix(store.store_dir().as_str()) {
+                p.host = store.layout().real_store_dir.join(rest);
+            }
+            p
+        })
+        .collect();
+    spec.network = if fixed {
+        Network::Host
+    } else {
+        Network::Private
+    };
+    spec.timeout = settings.timeout;
+    spec.max_silent_time = settings.max_silent_time;
+    let sandbox_err = |source| Error::Sandbox {
+        drv: drv_str.clone(),
+        source,
+    };
+    // A stale chroot from an interrupted build is removed first, as Nix does.
+    kiln_sandbox::cleanup(&staged.chroot_dir).map_err(sandbox_err)?;
+    let prepared = kiln_sandbox::prepare(&spec).map_err(sandbox_err)?;
+    match kiln_sandbox::launch(&prepared, &settings.helper_exe) {
+        Ok(launched) => Ok((spec, prepared, launched)),
+        Err(e) => {
+            let _ = kiln_sandbox::cleanup(&staged.chroot_dir);
+            Err(sandbox_err(e))
+        }
+    }
+}
+
+/// The store paths the chroot shows: the input closure plus, as in Nix, the
+/// closure of store paths among the `sandbox-paths` sources
+/// (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries).
+fn sandbox_inputs(
+    store: &LocalStore,
+    settings: &BuildSettings,
+    input_closure: &BTreeSet<StorePath>,
+) -> Result<Vec<InputPath>> {
+    let mut inputs: Vec<InputPath> = input_closure
+        .iter()
+        .map(|p| InputPath {
+            name: p.base_name().to_string(),
+            host_path: store.layout().real_path(p),
+        })
+        .collect();
+    for p in sandbox_paths_closure(store, &settings.sandbox_paths)? {
+        if !input_closure.contains(&p) {
+            inputs.push(InputPath {
+                name: p.base_name().to_string(),
+                host_path: store.layout().real_path(&p),
+            });
+        }
+    }
+    Ok(inputs)
 }
 
 fn name_of(outputs: &BTreeMap<String, StorePath>, path: &StorePath) -> String {
@@ -216,16 +517,73 @@ fn release(locks: Vec<PathLock>) {
     }
 }
 
+/// What of the input closure exists while input derivations are still being
+/// built: the valid inputs, and for each input derivation not built yet, its
+/// own valid inputs (all that its outputs can refer to besides themselves), each
+/// temp-rooted before it is checked, closed under references.
+fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<BTreeSet<StorePath>> {
+    let mut direct: Vec<StorePath> = Vec::new();
+    let mut add_if_valid = |p: &StorePath| -> Result<()> {
+        store.add_temp_root(p)?;
+        if store.is_valid(p)? {
+            direct.push(p.clone());
+        }
+        Ok(())
+    };
+    let output_paths = |d: &Derivation| -> Result<BTreeMap<String, StorePath>> {
+        Ok(d.output_paths(store.store_dir())
+            .map_err(|source| Error::Derivation {
+                drv: String::new(),
+                source: Box::new(source),
+            })?
+            .into_iter()
+            .filter_map(|(n, p)| p.map(|p| (n, p)))
+            .collect())
+    };
+    for p in &drv.input_srcs {
+        add_if_valid(p)?;
+    }
+    for (input_drv, node) in &drv.input_drvs {
+        let input = store.read_derivation(input_drv)?;
+        let produced = output_paths(&input)?;
+        let mut pending = false;
+        for output in &node.outputs {
+            match produced.get(output) {
+                Some(p) if store.is_valid(p)? => add_if_valid(p)?,
+                _ => pending = true,
+            }
+        }
+        if pending {
+            for p in &input.input_srcs {
+                add_if_valid(p)?;
+            }
+            for (its_input, its_node) in &input.input_drvs {
+                let produced = output_paths(&store.read_derivation(its_input)?)?;
+                for output in &its_node.outputs {
+                    if let Some(p) = produced.get(output) {
+                        add_if_valid(p)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(store.query_closure(&direct)?)
+}
+
 /// Input sources plus the outputs of input derivations, closed under references; each
 /// temp-rooted before it is checked.
 fn input_closure(
     store: &LocalStore,
     drv: &Derivation,
+    known_inputs: &KnownOutputs,
     drv_str: &str,
 ) -> Result<BTreeSet<StorePath>> {
     let mut direct: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
     for (input_drv, node) in &drv.input_drvs {
-        let known = store.query_derivation_outputs(input_drv)?;
+        let known = match known_inputs.get(input_drv) {
+            Some(outputs) => (**outputs).clone(),
+            None => store.query_derivation_outputs(input_drv)?,
+        };
         let produced = if known.is_empty() {
             let input = store.read_derivation(input_drv)?;
             input
@@ -453,142 +811,4 @@ fn chown(path: &std::path::Path, user: &BuildUser) -> Result<()> {
     )
     .map_err(std::io::Error::from)
     .ctx("chown", path)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_builder(
-    store: &LocalStore,
-    settings: &BuildSettings,
-    drv_path: &StorePath,
-    drv: &Derivation,
-    kind: DerivationType,
-    outputs: &BTreeMap<String, StorePath>,
-    input_closure: &BTreeSet<StorePath>,
-    user: &BuildUser,
-    build_dir: &std::path::Path,
-    echo: Option<Box<dyn Write + Send>>,
-) -> Result<Vec<PathInfo>> {
-    let drv_str = store.layout().display(drv_path);
-    let output_strings: BTreeMap<String, String> = outputs
-        .iter()
-        .map(|(n, p)| (n.clone(), store.layout().display(p)))
-        .collect();
-    let fixed = kind == DerivationType::FixedOutput;
-    let export = |paths: &[String]| export_references_json(store, input_closure, &drv_str, paths);
-    let (env, files) = builder_environment(
-        drv,
-        &EnvContext {
-            cores: settings.cores,
-            sandbox_build_dir: "/build",
-            host_build_dir: build_dir,
-            store_dir: store.store_dir().as_str(),
-            fixed_output: fixed,
-            outputs: &output_strings,
-            export_references: Some(&export),
-        },
-    )?;
-    for (name, contents) in files {
-        let path = build_dir.join(&name);
-        std::fs::write(&path, contents).ctx("writing", &path)?;
-        chown(&path, user)?;
-    }
-    if !drv.env.contains_key(b"__json".as_slice()) {
-        // Nix leaves these owned by itself (root), unlike the other files.
-        for (name, contents) in export_references_graph(store, drv, &drv_str)? {
-            let path = build_dir.join(&name);
-            std::fs::write(&path, contents).ctx("writing", &path)?;
-        }
-    }
-    let chroot_dir = store
-        .layout()
-        .real_store_dir
-        .join(format!("{}.chroot", drv_path.base_name()));
-    let mut spec = SandboxSpec::new(
-        drv.builder.to_vec(),
-        &chroot_dir,
-        build_dir,
-        user.uid,
-        user.gid,
-    );
-    spec.args = drv.args.iter().map(|a| a.to_vec()).collect();
-    spec.env = env;
-    spec.inputs = input_closure
-        .iter()
-        .map(|p| InputPath {
-            name: p.base_name().to_string(),
-            host_path: store.layout().real_path(p),
-        })
-        .collect();
-    // A source named by its logical store path is where the store really is (for a
-    // store whose root is not `/`; Nix 2.8 would bind the logical path of the host).
-    spec.sandbox_paths = settings
-        .sandbox_paths
-        .iter()
-        .map(|p| {
-            let mut p = p.clone();
-            if let Ok(rest) = p.host.strip_prefix(store.store_dir().as_str()) {
-                p.host = store.layout().real_store_dir.join(rest);
-            }
-            p
-        })
-        .collect();
-    // As in Nix, store paths among the sources bring their closure into the sandbox
-    // (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries).
-    for p in sandbox_paths_closure(store, &settings.sandbox_paths)? {
-        if !input_closure.contains(&p) {
-            spec.inputs.push(InputPath {
-                name: p.base_name().to_string(),
-                host_path: store.layout().real_path(&p),
-            });
-        }
-    }
-    spec.network = if fixed {
-        Network::Host
-    } else {
-        Network::Private
-    };
-    spec.timeout = settings.timeout;
-    spec.max_silent_time = settings.max_silent_time;
-    // A stale chroot from an interrupted build is removed first, as Nix does.
-    kiln_sandbox::cleanup(&chroot_dir).map_err(|source| Error::Sandbox {
-        drv: drv_str.clone(),
-        source,
-    })?;
-    let sandbox_err = |source| Error::Sandbox {
-        drv: drv_str.clone(),
-        source,
-    };
-    let prepared = kiln_sandbox::prepare(&spec).map_err(sandbox_err)?;
-    let result = (|| {
-        let mut log = BuildLog::create(&store.layout().log_path(drv_path), echo)?;
-        let outcome =
-            kiln_sandbox::run(&prepared, &settings.helper_exe, &mut log).map_err(sandbox_err)?;
-        let tail = log.tail_for_error();
-        log.finish()?;
-        if !outcome.success() {
-            return Err(Error::BuilderFailed {
-                drv: drv_str.clone(),
-                outcome: outcome.describe(&spec),
-                log_tail: tail,
-            });
-        }
-        let raw: Vec<RawOutput> = outputs
-            .iter()
-            .map(|(name, path)| RawOutput {
-                name: name.clone(),
-                path: path.clone(),
-                host_path: prepared.chroot_store().join(path.base_name()),
-            })
-            .collect();
-        process_outputs(store, drv_path, drv, &raw, input_closure, user.uid)
-    })();
-    let cleaned =
-        crate::cleanup::remove_chroot_later(store, chroot_dir, prepared.skeleton().cloned())
-            .map_err(sandbox_err);
-    let infos = result?;
-    cleaned?;
-    if settings.sync_before_registering {
-        store.sync_store()?;
-    }
-    Ok(infos)
 }

@@ -10,7 +10,7 @@
 //! the maps while the child mounts, and the child waits only before `setuid`.
 //! The builder cannot observe the difference.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
@@ -28,8 +28,7 @@ const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
 pub(crate) fn main(
     plan: &Plan,
     sync: OwnedFd,
-    pty: RawFd,
-    status: RawFd,
+    fds: [RawFd; 3],
     user_namespace: bool,
     network_ready: bool,
 ) -> ! {
@@ -37,7 +36,7 @@ pub(crate) fn main(
         done: false,
         network_ready,
     };
-    run(plan, sync, pty, status, user_namespace, early)
+    run(plan, sync, fds, user_namespace, early)
 }
 
 /// Entry point of a spare child (see `spare.rs`), cloned before its request exists: it
@@ -75,8 +74,11 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
     run(
         &plan,
         ctl,
-        request.pty.as_raw_fd(),
-        request.status.as_raw_fd(),
+        [
+            request.pty.as_raw_fd(),
+            request.status.as_raw_fd(),
+            request.go.as_raw_fd(),
+        ],
         user_namespace,
         early,
     )
@@ -93,17 +95,19 @@ struct Early {
 fn run(
     plan: &Plan,
     sync: OwnedFd,
-    pty: RawFd,
-    status: RawFd,
+    [pty, status, go]: [RawFd; 3],
     user_namespace: bool,
     early: Early,
 ) -> ! {
     // Until the status pipe is at its fixed number, errors go to wherever it is.
     let mut status_fd = status;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Out of the way of the fixed numbers first.
+        let go = sys::dup_above(go, STATUS_FD + 7)
+            .map_err(|e| sys_fail("placing the inputs pipe", e))?;
         place_fds(pty, status)?;
         status_fd = STATUS_FD;
-        setup(plan, sync, user_namespace, &early)
+        setup(plan, sync, go, user_namespace, &early)
     }));
     let message = match result {
         Ok(Err(message)) => message,
@@ -126,6 +130,36 @@ fn place_fds(pty: RawFd, status: RawFd) -> Result<(), String> {
     sys::dup_onto(status, STATUS_FD, true).map_err(|e| sys_fail("placing the status pipe", e))
 }
 
+/// The store inputs' binds from the go pipe; `None` if the caller abandoned
+/// the build (EOF before any byte).
+fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::plan::Bind>>, String> {
+    let mut header = [0u8; 4];
+    if !read_full(go, &mut header)? {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; u32::from_le_bytes(header) as usize];
+    if !read_full(go, &mut payload)? {
+        return Err("the sandbox inputs were cut short".into());
+    }
+    crate::plan::decode_binds(&payload).map(Some)
+}
+
+/// Fills `buf`; false at EOF before the first byte.
+fn read_full(fd: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<bool, String> {
+    let mut first = true;
+    while !buf.is_empty() {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) if first => return Ok(false),
+            Ok(0) => return Err("the sandbox inputs were cut short".into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(sys_fail("reading the sandbox inputs", e)),
+        }
+        first = false;
+    }
+    Ok(true)
+}
+
 fn sys_fail(what: &str, e: impl Into<std::io::Error>) -> String {
     let e: std::io::Error = e.into();
     format!("{what}: {}", errno_text(e.raw_os_error().unwrap_or(0)))
@@ -139,7 +173,13 @@ fn set_names() -> Result<(), String> {
     rustix::system::setdomainname(b"(none)\0").map_err(|e| sys_fail("cannot set domain name", e))
 }
 
-fn setup(plan: &Plan, sync: OwnedFd, user_namespace: bool, early: &Early) -> Result<Never, String> {
+fn setup(
+    plan: &Plan,
+    sync: OwnedFd,
+    go: OwnedFd,
+    user_namespace: bool,
+    early: &Early,
+) -> Result<Never, String> {
     // The rest of Nix's commonChildInit: own session (no controlling
     // terminal, no terminal signals); stdin follows after the pivot.
     rustix::process::setsid().map_err(|e| sys_fail("creating a new session", e))?;
@@ -156,6 +196,16 @@ fn setup(plan: &Plan, sync: OwnedFd, user_namespace: bool, early: &Early) -> Res
     }
 
     mounts::setup(plan)?;
+    // The store's inputs may not exist yet (the build was prepared while they
+    // were being built): wait for the caller to send their binds. They are
+    // all below the store mount, so the builder's mount table ends up in the
+    // same tree order as if they had been mounted with the rest.
+    let Some(inputs) = receive_inputs(go.as_fd())? else {
+        sys::exit_now(0)
+    };
+    // Before `close_from` below, which would leave this owner a stale number.
+    drop(go);
+    mounts::bind_all(&inputs)?;
     mounts::pivot(plan)?;
 
     // Nix opens /dev/null for stdin before any of the above, in the first

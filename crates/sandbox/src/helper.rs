@@ -85,11 +85,19 @@ pub(crate) struct Request {
     pub(crate) plan: Vec<u8>,
     pub(crate) pty: OwnedFd,
     pub(crate) status: OwnedFd,
+    /// Read end of the pipe on which the caller sends the store inputs' binds
+    /// when the sandbox may go on (EOF: abandon it).
+    pub(crate) go: OwnedFd,
 }
 
 fn serve(request: Request, nets: &mut NetworkPool, spares: &mut Spares) {
-    let Request { plan, pty, status } = request;
-    if let Err(message) = start(&plan, &pty, &status, nets, spares) {
+    let Request {
+        plan,
+        pty,
+        status,
+        go,
+    } = request;
+    if let Err(message) = start(&plan, &pty, &status, &go, nets, spares) {
         status::send(
             status.as_raw_fd(),
             status::TAG_HELPER_ERROR,
@@ -113,6 +121,7 @@ fn start(
     plan_bytes: &[u8],
     pty: &OwnedFd,
     status: &OwnedFd,
+    go: &OwnedFd,
     nets: &mut NetworkPool,
     spares: &mut Spares,
 ) -> Result<(), String> {
@@ -120,12 +129,12 @@ fn start(
     let status_fd = status.as_raw_fd();
     spares.learn(&plan);
     let launched = match spares.take_for(&plan) {
-        Some(spare) => spare.hand_over(plan_bytes, pty, status),
+        Some(spare) => spare.hand_over(plan_bytes, [pty, status, go]),
         None => None,
     };
     let launched = match launched {
         Some(launched) => launched,
-        None => clone_for(&plan, pty, status, nets)?,
+        None => clone_for(&plan, [pty, status, go], nets)?,
     };
     let Launched {
         pid,
@@ -195,8 +204,7 @@ const BASE_CLONE_FLAGS: libc::c_ulong = (libc::CLONE_NEWPID
 /// Clones a child for `plan` now (no spare fits).
 fn clone_for(
     plan: &Plan,
-    pty: &OwnedFd,
-    status: &OwnedFd,
+    [pty, status, go]: [&OwnedFd; 3],
     nets: &mut NetworkPool,
 ) -> Result<Launched, String> {
     let (sync_read, sync_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
@@ -240,8 +248,7 @@ fn clone_for(
             crate::child::main(
                 plan,
                 sync_read,
-                pty.as_raw_fd(),
-                status.as_raw_fd(),
+                [pty.as_raw_fd(), status.as_raw_fd(), go.as_raw_fd()],
                 user_namespace,
                 network_ready,
             )
@@ -376,9 +383,9 @@ fn make_spare(user_namespace: bool, nets: &mut NetworkPool) -> Option<Spare> {
 impl Spare {
     /// Gives the request to the spare; `None` (and the spare killed) if it is
     /// gone, so that the caller clones a child instead.
-    fn hand_over(self, plan_bytes: &[u8], pty: &OwnedFd, status: &OwnedFd) -> Option<Launched> {
+    fn hand_over(self, plan_bytes: &[u8], fds: [&OwnedFd; 3]) -> Option<Launched> {
         let frame = crate::zygote::frame(plan_bytes).ok()?;
-        match crate::zygote::send(self.ctl.as_fd(), &frame, pty.as_fd(), status.as_fd()) {
+        match crate::zygote::send(self.ctl.as_fd(), &frame, fds.map(|fd| fd.as_fd())) {
             Ok(()) => Some(Launched {
                 pid: self.pid,
                 sync: self.ctl,
@@ -402,7 +409,7 @@ fn request_pending(sock: BorrowedFd<'_>) -> bool {
 /// Reads one request; `None` at EOF (the caller is gone).
 pub(crate) fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
     let mut header = [0u8; 4];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(
@@ -428,9 +435,14 @@ pub(crate) fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
     let mut plan = vec![0u8; u32::from_le_bytes(header) as usize];
     read_exact(sock, &mut plan)?;
     let mut fds = fds.into_iter();
-    match (fds.next(), fds.next(), fds.next()) {
-        (Some(pty), Some(status), None) => Ok(Some(Request { plan, pty, status })),
-        _ => Err("a request must carry exactly two descriptors".into()),
+    match (fds.next(), fds.next(), fds.next(), fds.next()) {
+        (Some(pty), Some(status), Some(go), None) => Ok(Some(Request {
+            plan,
+            pty,
+            status,
+            go,
+        })),
+        _ => Err("a request must carry exactly three descriptors".into()),
     }
 }
 

@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 use crate::error::errno_text;
-use crate::plan::Plan;
+use crate::plan::{Bind, Plan};
 
 fn fail(what: String, e: Errno) -> String {
     format!("{what}: {}", errno_text(e.raw_os_error()))
@@ -53,22 +53,7 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), String> {
         },
     )?;
 
-    for bind in &plan.binds {
-        match rustix::mount::mount_bind_recursive(&*bind.source, &*bind.target) {
-            Ok(()) => {}
-            Err(Errno::NOENT) if bind.optional => {}
-            Err(e) => {
-                return Err(fail(
-                    format!(
-                        "bind mount from '{}' to '{}' failed",
-                        show(&bind.source),
-                        show(&bind.target)
-                    ),
-                    e,
-                ))
-            }
-        }
-    }
+    bind_all(&plan.binds)?;
 
     rustix::mount::mount(c"none", &*plan.proc_dir, c"proc", MountFlags::empty(), None)
         .map_err(|e| fail("mounting /proc".into(), e))?;
@@ -84,6 +69,26 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), String> {
     }
     if let Some(pts) = &plan.devpts {
         devpts(pts, &plan.ptmx)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn bind_all(binds: &[Bind]) -> Result<(), String> {
+    for bind in binds {
+        match rustix::mount::mount_bind_recursive(&*bind.source, &*bind.target) {
+            Ok(()) => {}
+            Err(Errno::NOENT) if bind.optional => {}
+            Err(e) => {
+                return Err(fail(
+                    format!(
+                        "bind mount from '{}' to '{}' failed",
+                        show(&bind.source),
+                        show(&bind.target)
+                    ),
+                    e,
+                ))
+            }
+        }
     }
     Ok(())
 }

@@ -182,6 +182,39 @@ impl Plan {
     }
 }
 
+/// The store inputs' bind mounts, sent when the sandbox may go on (see
+/// `run::Launched::go`): `u32 LE length | count | (source, target, optional)*`.
+pub(crate) fn encode_binds(binds: &[Bind]) -> Vec<u8> {
+    let mut w = Writer(vec![0; 4]);
+    w.u32(len32(binds.len()));
+    for b in binds {
+        w.bytes(b.source.as_bytes());
+        w.bytes(b.target.as_bytes());
+        w.u32(u32::from(b.optional));
+    }
+    let len = len32(w.0.len() - 4);
+    w.0[..4].copy_from_slice(&len.to_le_bytes());
+    w.0
+}
+
+/// The payload of [`encode_binds`] after its length.
+pub(crate) fn decode_binds(data: &[u8]) -> Result<Vec<Bind>, String> {
+    let mut r = Reader(data);
+    let n = r.u32()?;
+    let mut binds = Vec::new();
+    for _ in 0..n {
+        binds.push(Bind {
+            source: r.cstring()?,
+            target: r.cstring()?,
+            optional: r.u32()? != 0,
+        });
+    }
+    if !r.0.is_empty() {
+        return Err("sandbox inputs have trailing bytes".into());
+    }
+    Ok(binds)
+}
+
 fn len32(n: usize) -> u32 {
     // A plan is built from in-memory data far below 4 GiB; a larger one would
     // not fit through the pipe in any sensible time either.
@@ -269,6 +302,18 @@ mod tests {
         };
         let bytes = plan.encode();
         assert_eq!(Plan::decode(&bytes).unwrap(), plan);
+        let binds = encode_binds(&plan.binds);
+        assert_eq!(
+            u32::from_le_bytes(binds[..4].try_into().unwrap()) as usize,
+            binds.len() - 4
+        );
+        assert_eq!(decode_binds(&binds[4..]).unwrap(), plan.binds);
+        for cut in 4..binds.len() {
+            assert!(
+                decode_binds(&binds[4..cut]).is_err(),
+                "accepted binds cut at {cut}"
+            );
+        }
         for cut in 0..bytes.len() {
             assert!(
                 Plan::decode(&bytes[..cut]).is_err(),

@@ -24,7 +24,9 @@ use crate::cleanup::cleanup;
 use crate::error::Error;
 use crate::plan::{flags, Bind, Plan};
 use crate::skeleton::{self, Skeleton};
-use crate::spec::{nix_group, nix_passwd, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID};
+use crate::spec::{
+    nix_group, nix_passwd, InputPath, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID,
+};
 
 /// A chroot ready to run, with the plan the helper will execute.
 ///
@@ -40,6 +42,13 @@ pub struct Prepared {
     pub(crate) skeleton: Option<Skeleton>,
     /// Owner for the pty slave (Nix chowns it to the build user, mode 0600).
     pub(crate) pty_owner: Option<u32>,
+    /// The store directory as the builder sees it (`/nix/store`).
+    pub(crate) store_dir: PathBuf,
+    /// The inputs now in the chroot's store (a link, or a mount point to bind).
+    pub(crate) inputs: Vec<PlacedInput>,
+    /// Binds below the store that are not inputs (`sandbox-paths` entries):
+    /// inside path, source, optional.
+    pub(crate) other_store_binds: Vec<(Vec<u8>, PathBuf, bool)>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_silent_time: Option<Duration>,
     pub(crate) max_log_size: Option<u64>,
@@ -60,6 +69,94 @@ impl Prepared {
     pub fn skeleton(&self) -> Option<&Skeleton> {
         self.skeleton.as_ref()
     }
+}
+
+/// An input as placed in the chroot's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PlacedInput {
+    pub(crate) name: String,
+    pub(crate) host_path: PathBuf,
+    /// Bound at start (a directory) rather than linked (anything else).
+    pub(crate) is_dir: bool,
+}
+
+impl Prepared {
+    /// Makes `inputs` the chroot's store inputs instead of those it was prepared
+    /// with: a build prepared while its inputs were still being built learns its
+    /// input closure only now. What the two lists share stays in place.
+    pub fn replace_inputs(&mut self, inputs: &[InputPath]) -> Result<(), Error> {
+        let wanted: BTreeMap<&str, &InputPath> =
+            inputs.iter().map(|i| (i.name.as_str(), i)).collect();
+        let mut kept = Vec::with_capacity(inputs.len());
+        for placed in std::mem::take(&mut self.inputs) {
+            match wanted.get(placed.name.as_str()) {
+                Some(i) if i.host_path == placed.host_path => kept.push(placed),
+                _ => {
+                    let at = self.inside_store(&placed.name);
+                    let removed = if placed.is_dir {
+                        fs::remove_dir(&at)
+                    } else {
+                        fs::remove_file(&at)
+                    };
+                    removed.map_err(|e| Error::fs("removing input from the chroot", &at, e))?;
+                }
+            }
+        }
+        let have: std::collections::BTreeSet<String> =
+            kept.iter().map(|p| p.name.clone()).collect();
+        for input in inputs.iter().filter(|i| !have.contains(&i.name)) {
+            kept.push(place_input(&self.chroot_dir, &self.store_dir, input)?);
+        }
+        self.inputs = kept;
+        Ok(())
+    }
+
+    /// The binds below the store, in Nix's order (byte order of the inside path).
+    pub(crate) fn store_binds(&self) -> Vec<Bind> {
+        let mut binds: BTreeMap<Vec<u8>, (&Path, bool)> = self
+            .other_store_binds
+            .iter()
+            .map(|(inside, host, optional)| (inside.clone(), (host.as_path(), *optional)))
+            .collect();
+        // Inputs win over a configured entry for the same path, as in `build`.
+        for input in self.inputs.iter().filter(|i| i.is_dir) {
+            let inside = self.store_dir.join(&input.name);
+            binds.insert(bytes(&inside).to_vec(), (&input.host_path, false));
+        }
+        binds
+            .into_iter()
+            .map(|(inside, (host, optional))| Bind {
+                source: cstring(bytes(host)),
+                target: cstring(bytes(&join_inside(
+                    &self.chroot_dir,
+                    Path::new(OsStr::from_bytes(&inside)),
+                ))),
+                optional,
+            })
+            .collect()
+    }
+
+    fn inside_store(&self, name: &str) -> PathBuf {
+        join_inside(&self.chroot_dir, &self.store_dir.join(name))
+    }
+}
+
+/// Links a non-directory input into the chroot's store, or makes the mount
+/// point for a directory.
+fn place_input(chroot: &Path, store_dir: &Path, input: &InputPath) -> Result<PlacedInput, Error> {
+    let target = join_inside(chroot, &store_dir.join(&input.name));
+    let meta = fs::symlink_metadata(&input.host_path)
+        .map_err(|e| Error::fs("getting attributes of path", &input.host_path, e))?;
+    if meta.is_dir() {
+        create_dirs(&target)?;
+    } else {
+        link_or_copy(&input.host_path, &target, &meta)?;
+    }
+    Ok(PlacedInput {
+        name: input.name.clone(),
+        host_path: input.host_path.clone(),
+        is_dir: meta.is_dir(),
+    })
 }
 
 /// Facts about the host that Nix checks on every build but that do not change
@@ -96,8 +193,6 @@ struct Source {
     /// Whether the source is a directory, when already known without a
     /// `stat` (the build dir, inputs, the fixed /dev nodes).
     is_dir: Option<bool>,
-    /// An input's mount point, which a recycled skeleton lacks.
-    per_build: bool,
 }
 
 /// Creates the chroot for `spec` (deleting a stale one first, as Nix does) and
@@ -211,7 +306,6 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
                 host: p.host.clone(),
                 optional: p.optional,
                 is_dir: None,
-                per_build: false,
             },
         );
     }
@@ -222,26 +316,14 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             optional: false,
             // A missing build dir then fails at the mount, naming both paths.
             is_dir: Some(true),
-            per_build: false,
         },
     );
+    // Inputs are placed now but bound only when the sandbox goes on (see
+    // `Prepared::store_binds`); a configured entry at an input's path loses.
+    let mut inputs = Vec::with_capacity(spec.inputs.len());
     for input in &spec.inputs {
-        let inside = spec.store_dir.join(&input.name);
-        let meta = fs::symlink_metadata(&input.host_path)
-            .map_err(|e| Error::fs("getting attributes of path", &input.host_path, e))?;
-        if meta.is_dir() {
-            dirs.insert(
-                bytes(&inside).to_vec(),
-                Source {
-                    host: input.host_path.clone(),
-                    optional: false,
-                    is_dir: Some(true),
-                    per_build: true,
-                },
-            );
-        } else {
-            link_or_copy(&input.host_path, &join_inside(chroot, &inside), &meta)?;
-        }
+        dirs.remove(bytes(&spec.store_dir.join(&input.name)));
+        inputs.push(place_input(chroot, &spec.store_dir, input)?);
     }
 
     // What Nix's child adds with `emplace` (never replacing a configured
@@ -296,11 +378,11 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             host: PathBuf::from(path),
             optional,
             is_dir,
-            per_build: false,
         });
     }
 
     let mut binds = Vec::with_capacity(dirs.len());
+    let mut other_store_binds = Vec::new();
     // File mount points are all hard links to one empty file: a mount hides
     // the mount point's own inode, and a link is far cheaper than a new inode
     // on the store's filesystem.
@@ -311,6 +393,9 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             continue;
         }
         let target = join_inside(chroot, Path::new(OsStr::from_bytes(inside)));
+        let in_store = inside
+            .strip_prefix(bytes(&spec.store_dir))
+            .is_some_and(|rest| rest.starts_with(b"/"));
         let is_dir = match source.is_dir {
             Some(known) => known,
             // Followed like Nix's stat(): a symlink to a directory is bound as one.
@@ -320,12 +405,17 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
                 Err(e) => return Err(Error::fs("getting attributes of path", &source.host, e)),
             },
         };
-        if fresh || source.per_build {
+        // A recycled skeleton's store is empty.
+        if fresh || in_store {
             if is_dir {
                 create_dirs(&target)?;
             } else {
                 make_file_mount_point(&target, &mut empty_file)?;
             }
+        }
+        if in_store {
+            other_store_binds.push((inside.clone(), source.host.clone(), source.optional));
+            continue;
         }
         binds.push(Bind {
             source: cstring(bytes(&source.host)),
@@ -412,6 +502,9 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         chroot_store,
         skeleton,
         pty_owner: is_root.then_some(spec.host_uid),
+        store_dir: spec.store_dir.clone(),
+        inputs,
+        other_store_binds,
         timeout: spec.timeout,
         max_silent_time: spec.max_silent_time,
         max_log_size: spec.max_log_size,

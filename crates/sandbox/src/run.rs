@@ -7,7 +7,7 @@
 //! `CLONE_PARENT`) is reaped by pid, never by `wait(-1)`.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::prepare::Prepared;
 use crate::pump::{self, End, Limits};
 use crate::spec::SandboxSpec;
-use crate::{pty, status, zygote};
+use crate::{plan, pty, status, zygote};
 
 /// How a sandboxed run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,67 +110,122 @@ fn signal_name(sig: i32) -> String {
 /// is streamed into `log`. The chroot is left in place for the caller to
 /// collect outputs and then [`crate::cleanup`].
 pub fn run(prepared: &Prepared, helper_exe: &Path, log: &mut dyn Write) -> Result<Outcome, Error> {
-    let started = Instant::now();
+    launch(prepared, helper_exe)?.go(prepared, log)
+}
+
+/// Starts the sandbox for `prepared` without letting it reach its store
+/// inputs: the namespaces, the chroot's mounts other than the inputs, the id
+/// maps are all set up, and the process then waits for [`Launched::go`].
+/// A build prepared while its inputs are still being built can thus start
+/// all of that early. Dropping the handle instead ends the sandbox.
+pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error> {
     let pty = pty::open(prepared.pty_owner)?;
     let (status_read, status_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating the status pipe", e))?;
+    let (go_read, go_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+        .map_err(|e| Error::sys("creating the inputs pipe", e))?;
     zygote::submit(
         helper_exe,
         &prepared.plan,
-        pty.slave.as_fd(),
-        status_write.as_fd(),
+        [pty.slave.as_fd(), status_write.as_fd(), go_read.as_fd()],
     )?;
     // Only the helper's and the child's copies may remain: EOF on the status
     // pipe and on the pty must mean what they say.
-    drop(status_write);
-    drop(pty.slave);
-
-    let mut status_bytes = Vec::new();
-    std::fs::File::from(status_read)
-        .read_to_end(&mut status_bytes)
-        .map_err(|e| Error::sys("reading the sandbox status pipe", e))?;
-    let report = status::parse(&status_bytes).map_err(Error::Helper)?;
-    let pid = report.pid.and_then(Pid::from_raw);
-    let pid = match (pid, report.child_error, report.helper_error) {
-        (pid, Some(message), _) => return Err(abandon(pid, Error::Setup(message))),
-        (pid, None, Some(message)) => return Err(abandon(pid, Error::Helper(message))),
-        (None, None, None) => {
-            return Err(Error::Helper(
-                "the sandbox helper exited without starting the sandbox".into(),
-            ))
-        }
-        // EOF without an error and without the ready mark: the child was
-        // killed before it could say anything (OOM killer, a signal).
-        (Some(pid), None, None) if !report.ready => {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let status = reap(pid)?;
-            return Err(Error::Setup(format!(
-                "the sandboxed process died during setup ({})",
-                exit_text(status)
-            )));
-        }
-        (Some(pid), None, None) => pid,
-    };
-
-    let limits = Limits {
-        timeout: prepared.timeout,
-        max_silent_time: prepared.max_silent_time,
-        max_log_size: prepared.max_log_size,
-    };
-    let registered = Registered::new(pid);
-    let end = pump::pump(&pty.master, &limits, started, log);
-    // Whatever happened, the sandbox goes now: killing its PID 1 kills every
-    // process in its PID namespace. After EOF this is Nix's "the builder could
-    // also have simply closed its end of the pipe, so just to be sure, kill it".
-    let _ = rustix::process::kill_process(pid, Signal::KILL);
-    let status = reap(pid)?;
-    drop(registered);
-    Ok(match end? {
-        End::Eof => Outcome::from_wait(status),
-        End::Timeout => Outcome::TimedOut,
-        End::Silence => Outcome::Silent,
-        End::LogLimit => Outcome::LogLimitExceeded,
+    drop((status_write, pty.slave, go_read));
+    Ok(Launched {
+        pty_master: pty.master,
+        status: Some(status_read),
+        go: Some(go_write),
     })
+}
+
+/// A sandbox started by [`launch`] and waiting for its store inputs.
+#[derive(Debug)]
+pub struct Launched {
+    pty_master: OwnedFd,
+    /// Taken by `go` (the `Drop` of an abandoned sandbox reads it instead).
+    status: Option<OwnedFd>,
+    go: Option<OwnedFd>,
+}
+
+impl Launched {
+    /// Binds the store inputs `prepared` has now (see [`Prepared::replace_inputs`])
+    /// and lets the builder run; returns how it ended. `prepared` must be the
+    /// one this sandbox was launched with. Time limits count from here.
+    pub fn go(mut self, prepared: &Prepared, log: &mut dyn Write) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let go = self.go.take().expect("go runs once");
+        let message = plan::encode_binds(&prepared.store_binds());
+        // A child that died during setup closed its end: its error follows on
+        // the status pipe.
+        let _ = std::fs::File::from(go).write_all(&message);
+        let status_read = self.status.take().expect("go runs once");
+        let mut status_bytes = Vec::new();
+        std::fs::File::from(status_read)
+            .read_to_end(&mut status_bytes)
+            .map_err(|e| Error::sys("reading the sandbox status pipe", e))?;
+        let report = status::parse(&status_bytes).map_err(Error::Helper)?;
+        let pid = report.pid.and_then(Pid::from_raw);
+        let pid = match (pid, report.child_error, report.helper_error) {
+            (pid, Some(message), _) => return Err(abandon(pid, Error::Setup(message))),
+            (pid, None, Some(message)) => return Err(abandon(pid, Error::Helper(message))),
+            (None, None, None) => {
+                return Err(Error::Helper(
+                    "the sandbox helper exited without starting the sandbox".into(),
+                ))
+            }
+            // EOF without an error and without the ready mark: the child was
+            // killed before it could say anything (OOM killer, a signal).
+            (Some(pid), None, None) if !report.ready => {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+                let status = reap(pid)?;
+                return Err(Error::Setup(format!(
+                    "the sandboxed process died during setup ({})",
+                    exit_text(status)
+                )));
+            }
+            (Some(pid), None, None) => pid,
+        };
+
+        let limits = Limits {
+            timeout: prepared.timeout,
+            max_silent_time: prepared.max_silent_time,
+            max_log_size: prepared.max_log_size,
+        };
+        let registered = Registered::new(pid);
+        let end = pump::pump(&self.pty_master, &limits, started, log);
+        // Whatever happened, the sandbox goes now: killing its PID 1 kills every
+        // process in its PID namespace. After EOF this is Nix's "the builder could
+        // also have simply closed its end of the pipe, so just to be sure, kill it".
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let status = reap(pid)?;
+        drop(registered);
+        Ok(match end? {
+            End::Eof => Outcome::from_wait(status),
+            End::Timeout => Outcome::TimedOut,
+            End::Silence => Outcome::Silent,
+            End::LogLimit => Outcome::LogLimitExceeded,
+        })
+    }
+}
+
+impl Drop for Launched {
+    /// An abandoned sandbox reads EOF instead of its inputs and exits; it is
+    /// reaped here so that it does not linger as a zombie.
+    fn drop(&mut self) {
+        let Some(status) = self.status.take() else {
+            return;
+        };
+        drop(self.go.take());
+        let mut bytes = Vec::new();
+        let _ = std::fs::File::from(status).read_to_end(&mut bytes);
+        if let Ok(report) = status::parse(&bytes) {
+            if let Some(pid) = report.pid.and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+                let _ = reap(pid);
+            }
+        }
+    }
 }
 
 /// PID 1 of every sandbox running in this process, so an interrupted caller can stop

@@ -125,6 +125,20 @@ pub(crate) fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(SPARE_CTL_FD) })
 }
 
+/// A close-on-exec copy of `fd` numbered `min` or above; `fd` is closed.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if new == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the caller hands over `fd`, which nothing else owns (the Rust
+    // owner it came from is never dropped: the child never returns).
+    unsafe { libc::close(fd) };
+    // SAFETY: `new` was just created and has no other owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// `dup3(old, new, O_CLOEXEC?)` onto a fixed descriptor number (stdio, the status fd).
 pub(crate) fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> {
     let r = if old == new {

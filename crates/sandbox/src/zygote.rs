@@ -33,14 +33,10 @@ static ZYGOTES: Mutex<Vec<Zygote>> = Mutex::new(Vec::new());
 /// it only guards against a wrong executable that never answers.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Hands one build to the helper `exe`: the encoded plan plus the pty slave
-/// and the status pipe's write end (the helper gets its own copies).
-pub(crate) fn submit(
-    exe: &Path,
-    plan: &[u8],
-    pty: BorrowedFd<'_>,
-    status: BorrowedFd<'_>,
-) -> Result<(), Error> {
+/// Hands one build to the helper `exe`: the encoded plan plus the pty slave,
+/// the status pipe's write end and the go pipe's read end (the helper gets its
+/// own copies).
+pub(crate) fn submit(exe: &Path, plan: &[u8], fds: [BorrowedFd<'_>; 3]) -> Result<(), Error> {
     let frame = frame(plan)?;
 
     let mut zygotes = ZYGOTES
@@ -56,7 +52,7 @@ pub(crate) fn submit(
                 zygotes.len() - 1
             }
         };
-        match send(zygotes[at].sock.as_fd(), &frame, pty, status) {
+        match send(zygotes[at].sock.as_fd(), &frame, fds) {
             Ok(()) => return Ok(()),
             Err(e) if attempt == 0 && matches!(e, Errno::PIPE | Errno::CONNRESET) => {
                 let mut dead = zygotes.swap_remove(at);
@@ -159,14 +155,12 @@ fn read_ready_line(mut sock: &UnixStream) -> Result<Vec<u8>, String> {
 pub(crate) fn send(
     sock: BorrowedFd<'_>,
     frame: &[u8],
-    pty: BorrowedFd<'_>,
-    status: BorrowedFd<'_>,
+    fds: [BorrowedFd<'_>; 3],
 ) -> Result<(), Errno> {
-    let fds = [pty, status];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     let pushed = control.push(SendAncillaryMessage::ScmRights(&fds));
-    debug_assert!(pushed, "cmsg space is sized for two descriptors");
+    debug_assert!(pushed, "cmsg space is sized for three descriptors");
     // The descriptors travel with the first chunk; the rest is plain data.
     let mut sent = loop {
         match rustix::net::sendmsg(

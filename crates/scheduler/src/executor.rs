@@ -45,6 +45,17 @@ pub trait Executor: Send + Sync {
         known: &Known<Self::Key, Self::Output>,
         ctx: &RunContext,
     ) -> Result<RunOutcome<Self::Output>, Self::Error>;
+
+    /// Called on a worker with nothing else to do, for a node that waits only for
+    /// running nodes: whatever `run` would do first without their outputs may start
+    /// now, so that in a chain the next step is set up while this one runs. `run`,
+    /// if it comes, must cope with staging that is still under way, that failed, or
+    /// that never happened. Default: nothing.
+    fn stage(&self, _key: &Self::Key) {}
+
+    /// A node passed to `stage` finished without running (a need failed, or the
+    /// run stopped): release what was staged. Default: nothing.
+    fn unstage(&self, _key: &Self::Key) {}
 }
 
 /// Lets a caller keep ownership of its executor (and inspect it after the run).
@@ -68,6 +79,14 @@ impl<X: Executor + ?Sized> Executor for &X {
         ctx: &RunContext,
     ) -> Result<RunOutcome<Self::Output>, Self::Error> {
         (**self).run(key, known, ctx)
+    }
+
+    fn stage(&self, key: &Self::Key) {
+        (**self).stage(key)
+    }
+
+    fn unstage(&self, key: &Self::Key) {
+        (**self).unstage(key)
     }
 }
 

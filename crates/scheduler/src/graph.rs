@@ -59,6 +59,8 @@ struct Node<K, O, E> {
     waits_on: Vec<NodeId>,
     /// Nodes that needed this one while it was unfinished (stale once they finish).
     dependents: Vec<NodeId>,
+    /// Handed to `Executor::stage` and not taken for running since.
+    staged: bool,
 }
 
 /// A terminal state, borrowed for an event.
@@ -78,6 +80,12 @@ pub(crate) struct Graph<K, O, E> {
     ready: VecDeque<NodeId>,
     /// Finished since the last `drain_finished`, for events.
     finished: Vec<NodeId>,
+    /// Waiting nodes that may be staged: all they wait for was running when queued.
+    prospects: VecDeque<NodeId>,
+    /// Staged nodes not yet taken for running.
+    staged: usize,
+    /// Staged nodes that finished without running, for `Executor::unstage`.
+    unstaged: Vec<NodeId>,
     done: usize,
     first_failure: Option<NodeId>,
 }
@@ -114,6 +122,9 @@ where
             unplanned: Vec::new(),
             ready: VecDeque::new(),
             finished: Vec::new(),
+            prospects: VecDeque::new(),
+            staged: 0,
+            unstaged: Vec::new(),
             done: 0,
             first_failure: None,
         }
@@ -132,6 +143,7 @@ where
             known: Arc::default(),
             waits_on: Vec::new(),
             dependents: Vec::new(),
+            staged: false,
         });
         (id, true)
     }
@@ -178,7 +190,53 @@ where
         let id = self.ready.pop_front()?;
         debug_assert!(matches!(self.nodes[id].state, State::Ready));
         self.nodes[id].state = State::Running;
+        if mem::take(&mut self.nodes[id].staged) {
+            self.staged -= 1;
+        }
+        for &w in &self.nodes[id].dependents {
+            if self.may_stage(w) {
+                self.prospects.push_back(w);
+            }
+        }
         Some(id)
+    }
+
+    /// Whether `id` waits only for running nodes (and is not staged yet).
+    fn may_stage(&self, id: NodeId) -> bool {
+        let node = &self.nodes[id];
+        matches!(node.state, State::Waiting { .. })
+            && !node.staged
+            && node.waits_on.iter().all(|&d| {
+                let state = &self.nodes[d].state;
+                state.is_finished() || matches!(state, State::Running)
+            })
+    }
+
+    /// A waiting node whose needs are all running, now counted as staged.
+    pub(crate) fn next_prospect(&mut self) -> Option<NodeId> {
+        while let Some(id) = self.prospects.pop_front() {
+            if self.may_stage(id) {
+                self.nodes[id].staged = true;
+                self.staged += 1;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn has_prospects(&self) -> bool {
+        !self.prospects.is_empty()
+    }
+
+    /// Staged nodes not yet taken for running.
+    pub(crate) fn staged(&self) -> usize {
+        self.staged
+    }
+
+    /// Moves the staged nodes that finished without running into `out`.
+    pub(crate) fn drain_unstaged(&mut self, out: &mut Vec<NodeId>) {
+        out.clear();
+        mem::swap(out, &mut self.unstaged);
     }
 
     pub(crate) fn first_failure(&self) -> Option<NodeId> {
@@ -363,6 +421,11 @@ where
         let node = &mut self.nodes[id];
         debug_assert!(!node.state.is_finished(), "{:?} finished twice", node.key);
         node.state = state;
+        if mem::take(&mut node.staged) {
+            self.staged -= 1;
+            self.unstaged.push(id);
+        }
+        let node = &mut self.nodes[id];
         // Its inputs are no longer needed; release them early.
         node.known = Arc::default();
         node.waits_on = Vec::new();

@@ -201,7 +201,8 @@ fn work<'scope, 'env, 'a: 'env, 'o: 'env, X: Executor>(
             let Some((node, key, known)) = state.take_ready(slot) else {
                 unreachable!("a node is ready")
             };
-            if state.graph.has_ready() || state.graph.has_unplanned() {
+            if state.graph.has_ready() || state.graph.has_unplanned() || state.graph.has_prospects()
+            {
                 call_helper(scope, shared, &mut state);
             }
             let executor = state.executor;
@@ -252,6 +253,19 @@ fn work<'scope, 'env, 'a: 'env, 'o: 'env, X: Executor>(
             state.over = true;
             shared.wake.notify_all();
             break;
+        }
+        // Idle while something runs: set up what waits only for running jobs (at most
+        // as many as there are free slots, so staging never holds more than `-j`).
+        if state.running + state.graph.staged() < shared.jobs {
+            if let Some(id) = state.graph.next_prospect() {
+                let key = state.graph.key(id).clone();
+                let executor = state.executor;
+                drop(state);
+                // A panic here only loses the head start; `run` does the work.
+                let _ = catch_unwind(AssertUnwindSafe(|| executor.stage(&key)));
+                state = shared.lock();
+                continue;
+            }
         }
         state.idle += 1;
         let due = state.retries.peek().map(|Reverse((deadline, _))| *deadline);
@@ -389,6 +403,11 @@ impl<X: Executor> State<'_, '_, X> {
                 self.graph.stop(failed);
                 self.retries.clear();
             }
+        }
+        let mut unstaged = Vec::new();
+        self.graph.drain_unstaged(&mut unstaged);
+        for id in unstaged {
+            self.executor.unstage(self.graph.key(id));
         }
         self.graph.drain_finished(&mut self.finished);
         for &id in &self.finished {

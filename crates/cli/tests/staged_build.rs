@@ -1,0 +1,146 @@
+//! Builds set up ahead: with a free job slot, the next step of a chain gets its
+//! build directory, chroot and sandbox while the step it needs still runs (with
+//! the inputs that exist by then). The builder must still see exactly its input
+//! closure, as under Nix, and a staged build whose input fails must leave nothing.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// `a` has an input source its output does not refer to (in `b`'s staged chroot
+/// until `a` is done, then removed) and a directory output (bound late); `b`'s
+/// output is a file (linked late into `c`'s chroot). `b` and `c` list the store.
+const CHAIN: &str = r#"{ busybox, fail ? false }:
+let
+  bb = builtins.path { path = busybox; name = "busybox"; };
+  unused = builtins.toFile "only-for-a" "a reads this, its output does not refer to it";
+  mk = name: script: derivation {
+    inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" script ];
+  };
+  a = mk "a" ''
+    read x < ${unused}; sleep 0.4; ${if fail then "exit 7" else ""}
+    mkdir $out; echo from-a > $out/f
+  '';
+  b = mk "b" "sleep 0.3; ls /nix/store > $out; cat ${a}/f >> $out";
+  c = mk "c" "ls /nix/store > $out; cat ${b} >> $out; ls ${a} >> $out";
+in { inherit a b c; }
+"#;
+
+fn write_expr(dir: &Path) -> std::path::PathBuf {
+    let expr = dir.join("chain.nix");
+    std::fs::write(&expr, CHAIN).unwrap();
+    expr
+}
+
+#[test]
+fn staged_steps_see_exactly_their_input_closure() {
+    let (tmp, busybox, kiln_store) = scratch();
+    let nix_store = tmp.path().join("nix");
+    let expr = write_expr(tmp.path());
+    let c_drv = instantiate(&kiln_store, &expr, &busybox, Some("c"));
+    assert_eq!(
+        instantiate(&nix_store, &expr, &busybox, Some("c")),
+        c_drv,
+        "the same expression gives the same .drv"
+    );
+    nix_ok("nix-store", &nix_realise_args(&nix_store, &[&c_drv]));
+    // Two slots: while `a` runs, the other worker stages `b`, then `c` while `b` runs.
+    kiln_ok(&[
+        "--store",
+        s(&kiln_store),
+        "build",
+        "--no-link",
+        "-j",
+        "2",
+        &c_drv,
+    ]);
+    for step in ["b", "c"] {
+        let out = nix_ok(
+            "nix-instantiate",
+            &[
+                "--store",
+                s(&nix_store),
+                "--eval",
+                s(&expr),
+                "--arg",
+                "busybox",
+                s(&busybox),
+                "-A",
+                &format!("{step}.outPath"),
+            ],
+        );
+        let out = out.trim().trim_matches('"');
+        let rel = out.trim_start_matches('/');
+        let ours = std::fs::read_to_string(kiln_store.join(rel)).unwrap();
+        let theirs = std::fs::read_to_string(nix_store.join(rel)).unwrap();
+        assert_eq!(
+            ours, theirs,
+            "what the builder of {step} saw differs from Nix"
+        );
+        assert!(
+            !ours.contains("only-for-a"),
+            "{step} saw a path outside its closure:\n{ours}"
+        );
+    }
+    assert_store_verifies(&kiln_store);
+}
+
+#[test]
+fn staged_step_whose_input_fails_leaves_nothing() {
+    let (tmp, busybox, store) = scratch();
+    let expr = write_expr(tmp.path());
+    let c_drv = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+            "--arg",
+            "fail",
+            "true",
+            "-A",
+            "c",
+        ],
+    );
+    let build_tmp = tmp.path().join("buildtmp");
+    std::fs::create_dir(&build_tmp).unwrap();
+    let out = kiln()
+        .env("TMPDIR", &build_tmp)
+        .args(["--store", s(&store), "build", "--no-link", "-j", "2"])
+        .arg(c_drv.trim())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("failed with exit code 7"), "{stderr}");
+    assert!(
+        !stderr.contains("building '") || !stderr.contains("-b.drv'..."),
+        "b must not start: {stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".chroot") || n.contains("kiln-chroot-trash"))
+        .collect();
+    assert!(left.is_empty(), "chroots left behind: {left:?}");
+    assert_eq!(
+        std::fs::read_dir(&build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+    // No lock of `b` survived the first run: the second fails on `a` again.
+    let again = kiln()
+        .env("TMPDIR", &build_tmp)
+        .args(["--store", s(&store), "build", "--no-link", "-j", "2"])
+        .arg(c_drv.trim())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("failed with exit code 7"));
+    assert_store_verifies(&store);
+}
