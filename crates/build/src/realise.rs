@@ -133,9 +133,18 @@ pub fn stage_ahead(
     if exports_references_graph(drv) {
         return Ok(None);
     }
-    let inputs = || provisional_closure(store, drv);
+    let mut graph = None;
+    let inputs = || {
+        let provisional = provisional_closure(store, drv)?;
+        let closure = provisional.keys().cloned().collect();
+        graph = Some(provisional);
+        Ok(closure)
+    };
     match stage(store, settings, drv_path, drv, inputs, true)? {
-        Claim::Staged(staged) => Ok(Some(*staged)),
+        Claim::Staged(mut staged) => {
+            staged.graph = graph;
+            Ok(Some(*staged))
+        }
         Claim::Valid(_) | Claim::Locked => Ok(None),
     }
 }
@@ -174,7 +183,13 @@ pub struct Staged {
     inputs: BTreeSet<StorePath>,
     /// `inputs` was only what existed when staged ahead.
     provisional: bool,
+    /// The references among `inputs`, when staged ahead: the real closure is then
+    /// found from them and the new inputs' references alone.
+    graph: Option<ReferenceGraph>,
 }
+
+/// Store paths and their references.
+type ReferenceGraph = BTreeMap<StorePath, BTreeSet<StorePath>>;
 
 fn stage(
     store: &LocalStore,
@@ -254,6 +269,7 @@ fn stage(
         sandbox: None,
         inputs: input_closure,
         provisional,
+        graph: None,
     };
     staged.sandbox = Some(start_sandbox(store, settings, drv, &staged)?);
     Ok(Claim::Staged(Box::new(staged)))
@@ -311,7 +327,15 @@ impl Staged {
         };
         let result = (|| {
             if self.provisional {
-                let closure = input_closure(store, drv, known_inputs, &self.drv_str)?;
+                let direct = direct_inputs(store, drv, known_inputs, &self.drv_str)?;
+                let found = match self.graph.as_mut() {
+                    Some(graph) => closure_in(store, graph, &direct)?,
+                    None => None,
+                };
+                let closure = match found {
+                    Some(closure) => closure,
+                    None => input_closure(store, drv, known_inputs, &self.drv_str)?,
+                };
                 if closure != self.inputs {
                     self.inputs = closure;
                     let inputs = sandbox_inputs(store, settings, &self.inputs)?;
@@ -521,7 +545,7 @@ fn release(locks: Vec<PathLock>) {
 /// built: the valid inputs, and for each input derivation not built yet, its
 /// own valid inputs (all that its outputs can refer to besides themselves), each
 /// temp-rooted before it is checked, closed under references.
-fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<BTreeSet<StorePath>> {
+fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<ReferenceGraph> {
     let mut direct: Vec<StorePath> = Vec::new();
     let mut add_if_valid = |p: &StorePath| -> Result<()> {
         store.add_temp_root(p)?;
@@ -567,7 +591,7 @@ fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<BTreeSet<
             }
         }
     }
-    Ok(store.query_closure(&direct)?)
+    Ok(store.query_closure_graph(&direct)?)
 }
 
 /// Input sources plus the outputs of input derivations, closed under references; each
@@ -578,6 +602,52 @@ fn input_closure(
     known_inputs: &KnownOutputs,
     drv_str: &str,
 ) -> Result<BTreeSet<StorePath>> {
+    let direct = direct_inputs(store, drv, known_inputs, drv_str)?;
+    for p in &direct {
+        store.add_temp_root(p)?;
+        if !store.is_valid(p)? {
+            return Err(Error::Store(kiln_store::Error::InvalidPath(
+                store.layout().display(p),
+            )));
+        }
+    }
+    Ok(store.query_closure(&direct)?)
+}
+
+/// The closure of `direct` from the references in `graph`, which is closed under
+/// references; paths not in it are looked up (temp-rooted first) and added.
+/// `None` if one is not valid: [`input_closure`] then says which.
+fn closure_in(
+    store: &LocalStore,
+    graph: &mut ReferenceGraph,
+    direct: &[StorePath],
+) -> Result<Option<BTreeSet<StorePath>>> {
+    let mut closure = BTreeSet::new();
+    let mut todo: Vec<StorePath> = direct.to_vec();
+    while let Some(p) = todo.pop() {
+        if closure.contains(&p) {
+            continue;
+        }
+        if !graph.contains_key(&p) {
+            store.add_temp_root(&p)?;
+            let Some(info) = store.query_path_info(&p)? else {
+                return Ok(None);
+            };
+            graph.insert(p.clone(), info.references);
+        }
+        todo.extend(graph[&p].iter().filter(|r| !closure.contains(*r)).cloned());
+        closure.insert(p);
+    }
+    Ok(Some(closure))
+}
+
+/// Input sources and the wanted outputs of input derivations.
+fn direct_inputs(
+    store: &LocalStore,
+    drv: &Derivation,
+    known_inputs: &KnownOutputs,
+    drv_str: &str,
+) -> Result<Vec<StorePath>> {
     let mut direct: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
     for (input_drv, node) in &drv.input_drvs {
         let known = match known_inputs.get(input_drv) {
@@ -609,15 +679,7 @@ fn input_closure(
             direct.push(p.clone());
         }
     }
-    for p in &direct {
-        store.add_temp_root(p)?;
-        if !store.is_valid(p)? {
-            return Err(Error::Store(kiln_store::Error::InvalidPath(
-                store.layout().display(p),
-            )));
-        }
-    }
-    Ok(store.query_closure(&direct)?)
+    Ok(direct)
 }
 
 /// `exportReferencesGraph = [ name path … ]`: for each pair, a file `name` in the build

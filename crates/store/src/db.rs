@@ -326,6 +326,41 @@ impl Db {
         )
     }
 
+    /// The closure of `path` with each member's references, in one statement; empty if
+    /// `path` is not valid.
+    pub(crate) fn closure_graph_of(
+        &self,
+        path: &StorePath,
+    ) -> Result<BTreeMap<StorePath, BTreeSet<StorePath>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "with recursive closure(id) as ( \
+                   select id from ValidPaths where path = ?1 \
+                   union \
+                   select reference from Refs join closure on referrer = closure.id) \
+                 select v.path, r.path from closure c \
+                   join ValidPaths v on v.id = c.id \
+                   left join Refs x on x.referrer = c.id \
+                   left join ValidPaths r on r.id = x.reference",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([self.full(path)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut graph: BTreeMap<StorePath, BTreeSet<StorePath>> = BTreeMap::new();
+        for row in rows {
+            let (member, reference) = row.map_err(|e| self.err(e))?;
+            let refs = graph.entry(self.store_dir.parse(&member)?).or_default();
+            if let Some(reference) = reference {
+                refs.insert(self.store_dir.parse(&reference)?);
+            }
+        }
+        Ok(graph)
+    }
+
     /// Register a batch in one transaction: rows first, then references (each must be
     /// valid already or in the batch), so the closure invariant holds at commit.
     pub(crate) fn register(&mut self, batch: &[Registration<'_>]) -> Result<()> {

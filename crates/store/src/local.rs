@@ -195,6 +195,26 @@ impl LocalStore {
         Ok(closure)
     }
 
+    /// The closure of `paths` (themselves included) with each member's references.
+    pub fn query_closure_graph<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a StorePath>,
+    ) -> Result<BTreeMap<StorePath, BTreeSet<StorePath>>> {
+        let db = self.db();
+        let mut graph = BTreeMap::new();
+        for p in paths {
+            if graph.contains_key(p) {
+                continue;
+            }
+            let below = db.closure_graph_of(p)?;
+            if !below.contains_key(p) {
+                return Err(Error::InvalidPath(self.layout.display(p)));
+            }
+            graph.extend(below);
+        }
+        Ok(graph)
+    }
+
     /// Register objects whose files are complete and canonical, in one transaction.
     /// Refuses reference cycles (other than self-references) and references that are
     /// neither valid nor in the batch.

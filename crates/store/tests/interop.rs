@@ -229,6 +229,25 @@ in mk { name = "top"; deps = [ a b ]; inherit src; }
         .map(str::to_string)
         .collect();
     assert_eq!(closure, theirs);
+    // The same closure with each member's references, as Nix lists them.
+    let graph = store.query_closure_graph([&drv_path]).unwrap();
+    assert_eq!(
+        graph
+            .keys()
+            .map(|p| store.store_dir().display(p))
+            .collect::<BTreeSet<_>>(),
+        theirs
+    );
+    for (member, refs) in &graph {
+        let member = store.store_dir().display(member);
+        let theirs: BTreeSet<String> =
+            nix_ok("nix-store", &["--store", r, "-q", "--references", &member])
+                .lines()
+                .map(str::to_string)
+                .collect();
+        let ours: BTreeSet<String> = refs.iter().map(|p| store.store_dir().display(p)).collect();
+        assert_eq!(ours, theirs, "references of {member}");
+    }
     let json = nix_ok(
         "nix",
         &[

@@ -75,6 +75,9 @@ pub enum Rec {
     Retry(Key),
     Built(Key),
     Failed(Key),
+    /// `stage` was called (the scheduler had a free slot while this waited).
+    Stage(Key),
+    Unstage(Key),
 }
 
 pub struct Fake {
@@ -212,6 +215,14 @@ impl Executor for Fake {
             panic!("fake executor panics on {key}");
         }
         result
+    }
+
+    fn stage(&self, key: &Key) {
+        self.record(Rec::Stage(*key));
+    }
+
+    fn unstage(&self, key: &Key) {
+        self.record(Rec::Unstage(*key));
     }
 }
 

@@ -9,3 +9,4 @@ mod fake;
 mod props;
 mod retry;
 mod scale;
+mod staging;
