@@ -217,6 +217,9 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         kiln_build::Error,
     >| progress.event(e));
     progress.finish();
+    // Builds staged but never run drop their sandboxes and queue their directories
+    // for removal; the queue is flushed next.
+    drop(scheduler);
     kiln_build::finish_background_cleanup();
 
     if kiln_build::interrupted() {

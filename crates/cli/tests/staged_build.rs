@@ -144,3 +144,71 @@ fn staged_step_whose_input_fails_leaves_nothing() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("failed with exit code 7"));
     assert_store_verifies(&store);
 }
+
+#[test]
+fn interrupt_with_a_staged_step_leaves_nothing() {
+    let (tmp, busybox, store) = scratch();
+    let expr = tmp.path().join("forever.nix");
+    std::fs::write(
+        &expr,
+        r#"{ busybox }: let
+  bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: script: derivation {
+    inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" script ];
+  };
+  a = mk "forever" "mkdir $out; sleep 3600";
+in mk "after" "cat ${a} > $out"
+"#,
+    )
+    .unwrap();
+    let drv = instantiate(&store, &expr, &busybox, None);
+    let build_tmp = tmp.path().join("buildtmp");
+    std::fs::create_dir(&build_tmp).unwrap();
+    let child = kiln()
+        .env("TMPDIR", &build_tmp)
+        .args(["--store", s(&store), "build", "--no-link", "-j", "2", &drv])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both chroots exist once `forever` runs and `after` is staged.
+    let chroots = || {
+        std::fs::read_dir(store.join("nix/store"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".chroot")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while chroots() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second step was never staged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("interrupted by the user"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".chroot") || n.contains("chroot-trash"))
+        .collect();
+    assert!(left.is_empty(), "chroots left behind: {left:?}");
+    assert_eq!(
+        std::fs::read_dir(&build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+    assert_store_verifies(&store);
+}
