@@ -73,6 +73,10 @@ pub enum Error {
     OutputCycle { drv: String, a: String, b: String },
     #[error("structured attributes: {0}")]
     StructuredAttrs(String),
+    /// Nix's messages about `exportReferencesGraph`, which name the path but not the
+    /// derivation; kiln adds it.
+    #[error("{why} (in 'exportReferencesGraph' of '{drv}')")]
+    ExportReferences { drv: String, why: String },
     #[error("derivation '{drv}' cannot be built here: {why}")]
     Unsupported { drv: String, why: String },
     #[error("interrupted by the user")]

@@ -439,7 +439,7 @@ fn start_sandbox(
     }
     if !drv.env.contains_key(b"__json".as_slice()) {
         // Nix leaves these owned by itself (root), unlike the other files.
-        for (name, contents) in export_references_graph(store, drv, drv_str)? {
+        for (name, contents) in export_references_graph(store, drv, &staged.inputs, drv_str)? {
             let path = build_dir.join(&name);
             std::fs::write(&path, contents).ctx("writing", &path)?;
         }
@@ -688,6 +688,7 @@ fn direct_inputs(
 fn export_references_graph(
     store: &LocalStore,
     drv: &Derivation,
+    input_closure: &BTreeSet<StorePath>,
     drv_str: &str,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let Some(spec) = drv.env.get(b"exportReferencesGraph".as_slice()) else {
@@ -695,12 +696,14 @@ fn export_references_graph(
     };
     let spec = String::from_utf8_lossy(spec);
     let words: Vec<&str> = spec.split_whitespace().collect();
-    let bad = |why: String| Error::Unsupported {
+    let bad = |why: String| Error::ExportReferences {
         drv: drv_str.to_string(),
         why,
     };
     if !words.len().is_multiple_of(2) {
-        return Err(bad("odd number of tokens in 'exportReferencesGraph'".into()));
+        return Err(bad(format!(
+            "odd number of tokens in 'exportReferencesGraph': '{spec}'"
+        )));
     }
     let mut files = Vec::new();
     for pair in words.chunks(2) {
@@ -719,11 +722,11 @@ fn export_references_graph(
         }
         let (root, _) = store.store_dir().parse_with_subpath(path).map_err(|_| {
             bad(format!(
-                "'exportReferencesGraph' refers to non-store path '{path}'"
+                "'exportReferencesGraph' contains a non-store path '{path}'"
             ))
         })?;
         let mut text = String::new();
-        for p in store.query_closure([&root])? {
+        for p in export_closure(store, input_closure, drv_str, [root])? {
             let refs = store.query_references(&p)?;
             text.push_str(&format!(
                 "{}\n\n{}\n",
@@ -738,6 +741,53 @@ fn export_references_graph(
         files.push((name.to_string(), text.into_bytes()));
     }
     Ok(files)
+}
+
+/// Nix's `exportReferences`: the closure of `roots`, each of which must be in the
+/// input closure, plus the closure of the outputs of every derivation in it (for
+/// images that carry a build's whole dependency graph); those outputs must be valid.
+fn export_closure(
+    store: &LocalStore,
+    input_closure: &BTreeSet<StorePath>,
+    drv_str: &str,
+    roots: impl IntoIterator<Item = StorePath>,
+) -> Result<BTreeSet<StorePath>> {
+    let mut wanted = BTreeSet::new();
+    for root in roots {
+        if !input_closure.contains(&root) {
+            return Err(Error::ExportReferences {
+                drv: drv_str.to_string(),
+                why: format!(
+                    "cannot export references of path '{}' because it is not in the input closure of the derivation",
+                    store.layout().display(&root)
+                ),
+            });
+        }
+        wanted.insert(root);
+    }
+    let mut closure = store.query_closure(&wanted)?;
+    let derivations: Vec<StorePath> = closure
+        .iter()
+        .filter(|p| p.is_derivation())
+        .cloned()
+        .collect();
+    for d in derivations {
+        let outputs = store
+            .read_derivation(&d)?
+            .output_paths(store.store_dir())
+            .map_err(|source| Error::Derivation {
+                drv: store.layout().display(&d),
+                source: Box::new(source),
+            })?;
+        for (_, output) in outputs {
+            let output = output.ok_or_else(|| Error::ExportReferences {
+                drv: drv_str.to_string(),
+                why: "exportReferences on CA derivations is not yet implemented".into(),
+            })?;
+            closure.extend(store.query_closure([&output])?);
+        }
+    }
+    Ok(closure)
 }
 
 /// The closure of the valid store paths that `sandbox-paths` sources lie in, each
@@ -781,29 +831,20 @@ fn export_references_json(
     drv_str: &str,
     paths: &[String],
 ) -> Result<serde_json::Value> {
-    let mut roots = BTreeSet::new();
+    let mut roots = Vec::new();
     for p in paths {
         let (root, _) =
             store
                 .store_dir()
                 .parse_with_subpath(p)
-                .map_err(|_| Error::Unsupported {
+                .map_err(|_| Error::ExportReferences {
                     drv: drv_str.to_string(),
-                    why: format!("'exportReferencesGraph' refers to non-store path '{p}'"),
+                    why: format!("path '{p}' is not in the Nix store"),
                 })?;
-        if !input_closure.contains(&root) {
-            return Err(Error::Unsupported {
-                drv: drv_str.to_string(),
-                why: format!(
-                    "cannot export references of path '{}' because it is not in the input closure of the derivation",
-                    store.layout().display(&root)
-                ),
-            });
-        }
-        roots.insert(root);
+        roots.push(root);
     }
     let mut infos = Vec::new();
-    for p in store.query_closure(&roots)? {
+    for p in export_closure(store, input_closure, drv_str, roots)? {
         let info = store
             .query_path_info(&p)?
             .ok_or_else(|| kiln_store::Error::InvalidPath(store.layout().display(&p)))?;
