@@ -15,6 +15,8 @@ mod cleanup;
 mod env;
 mod error;
 mod executor;
+mod export_graph;
+mod inputs;
 mod log;
 mod outputs;
 mod realise;

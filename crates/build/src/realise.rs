@@ -16,6 +16,11 @@ use kiln_store_path::StorePath;
 use crate::build_user::BuildUser;
 use crate::env::{builder_environment, EnvContext};
 use crate::error::{Error, IoContext, Result};
+use crate::export_graph::{export_references_graph, export_references_json};
+use crate::inputs::{
+    closure_in, direct_inputs, input_closure, provisional_closure, sandbox_paths_closure,
+    ReferenceGraph,
+};
 use crate::log::BuildLog;
 use crate::outputs::{process_outputs, RawOutput};
 
@@ -111,7 +116,7 @@ pub fn realise(
 ) -> Result<Realised> {
     let drv_str = store.layout().display(drv_path);
     let inputs = || input_closure(store, drv, known_inputs, &drv_str);
-    match stage(store, settings, drv_path, drv, inputs, false)? {
+    match stage(store, settings, drv_path, drv, inputs)? {
         Claim::Valid(outputs) => Ok(Realised::Valid(outputs)),
         Claim::Locked => Ok(Realised::Locked),
         Claim::Staged(staged) => staged.build(store, settings, drv, known_inputs, echo),
@@ -140,7 +145,7 @@ pub fn stage_ahead(
         graph = Some(provisional);
         Ok(closure)
     };
-    match stage(store, settings, drv_path, drv, inputs, true)? {
+    match stage(store, settings, drv_path, drv, inputs)? {
         Claim::Staged(mut staged) => {
             staged.graph = graph;
             Ok(Some(*staged))
@@ -181,15 +186,10 @@ pub struct Staged {
     sandbox: Option<(SandboxSpec, kiln_sandbox::Prepared, kiln_sandbox::Launched)>,
     /// The input closure the chroot has.
     inputs: BTreeSet<StorePath>,
-    /// `inputs` was only what existed when staged ahead.
-    provisional: bool,
-    /// The references among `inputs`, when staged ahead: the real closure is then
-    /// found from them and the new inputs' references alone.
+    /// Staged ahead: `inputs` is only what existed then, with its references, from
+    /// which the real closure is found once the rest is built.
     graph: Option<ReferenceGraph>,
 }
-
-/// Store paths and their references.
-type ReferenceGraph = BTreeMap<StorePath, BTreeSet<StorePath>>;
 
 fn stage(
     store: &LocalStore,
@@ -197,7 +197,6 @@ fn stage(
     drv_path: &StorePath,
     drv: &Derivation,
     inputs: impl FnOnce() -> Result<BTreeSet<StorePath>>,
-    provisional: bool,
 ) -> Result<Claim> {
     let drv_str = store.layout().display(drv_path);
     if interrupted() {
@@ -268,7 +267,6 @@ fn stage(
         chroot_dir,
         sandbox: None,
         inputs: input_closure,
-        provisional,
         graph: None,
     };
     staged.sandbox = Some(start_sandbox(store, settings, drv, &staged)?);
@@ -326,13 +324,9 @@ impl Staged {
             source,
         };
         let result = (|| {
-            if self.provisional {
+            if let Some(graph) = self.graph.as_mut() {
                 let direct = direct_inputs(store, drv, known_inputs, &self.drv_str)?;
-                let found = match self.graph.as_mut() {
-                    Some(graph) => closure_in(store, graph, &direct)?,
-                    None => None,
-                };
-                let closure = match found {
+                let closure = match closure_in(store, graph, &direct)? {
                     Some(closure) => closure,
                     None => input_closure(store, drv, known_inputs, &self.drv_str)?,
                 };
@@ -539,342 +533,6 @@ fn release(locks: Vec<PathLock>) {
     for l in locks {
         l.release_and_delete();
     }
-}
-
-/// What of the input closure exists while input derivations are still being
-/// built: the valid inputs, and for each input derivation not built yet, its
-/// own valid inputs (all that its outputs can refer to besides themselves), each
-/// temp-rooted before it is checked, closed under references.
-fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<ReferenceGraph> {
-    let mut direct: Vec<StorePath> = Vec::new();
-    let mut add_if_valid = |p: &StorePath| -> Result<()> {
-        store.add_temp_root(p)?;
-        if store.is_valid(p)? {
-            direct.push(p.clone());
-        }
-        Ok(())
-    };
-    let output_paths = |d: &Derivation| -> Result<BTreeMap<String, StorePath>> {
-        Ok(d.output_paths(store.store_dir())
-            .map_err(|source| Error::Derivation {
-                drv: String::new(),
-                source: Box::new(source),
-            })?
-            .into_iter()
-            .filter_map(|(n, p)| p.map(|p| (n, p)))
-            .collect())
-    };
-    for p in &drv.input_srcs {
-        add_if_valid(p)?;
-    }
-    for (input_drv, node) in &drv.input_drvs {
-        let input = store.read_derivation(input_drv)?;
-        let produced = output_paths(&input)?;
-        let mut pending = false;
-        for output in &node.outputs {
-            match produced.get(output) {
-                Some(p) if store.is_valid(p)? => add_if_valid(p)?,
-                _ => pending = true,
-            }
-        }
-        if pending {
-            for p in &input.input_srcs {
-                add_if_valid(p)?;
-            }
-            for (its_input, its_node) in &input.input_drvs {
-                let produced = output_paths(&store.read_derivation(its_input)?)?;
-                for output in &its_node.outputs {
-                    if let Some(p) = produced.get(output) {
-                        add_if_valid(p)?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(store.query_closure_graph(&direct)?)
-}
-
-/// Input sources plus the outputs of input derivations, closed under references; each
-/// temp-rooted before it is checked.
-fn input_closure(
-    store: &LocalStore,
-    drv: &Derivation,
-    known_inputs: &KnownOutputs,
-    drv_str: &str,
-) -> Result<BTreeSet<StorePath>> {
-    let direct = direct_inputs(store, drv, known_inputs, drv_str)?;
-    for p in &direct {
-        store.add_temp_root(p)?;
-        if !store.is_valid(p)? {
-            return Err(Error::Store(kiln_store::Error::InvalidPath(
-                store.layout().display(p),
-            )));
-        }
-    }
-    Ok(store.query_closure(&direct)?)
-}
-
-/// The closure of `direct` from the references in `graph`, which is closed under
-/// references; paths not in it are looked up (temp-rooted first) and added.
-/// `None` if one is not valid: [`input_closure`] then says which.
-fn closure_in(
-    store: &LocalStore,
-    graph: &mut ReferenceGraph,
-    direct: &[StorePath],
-) -> Result<Option<BTreeSet<StorePath>>> {
-    let mut closure = BTreeSet::new();
-    let mut todo: Vec<StorePath> = direct.to_vec();
-    while let Some(p) = todo.pop() {
-        if closure.contains(&p) {
-            continue;
-        }
-        if !graph.contains_key(&p) {
-            store.add_temp_root(&p)?;
-            let Some(info) = store.query_path_info(&p)? else {
-                return Ok(None);
-            };
-            graph.insert(p.clone(), info.references);
-        }
-        todo.extend(graph[&p].iter().filter(|r| !closure.contains(*r)).cloned());
-        closure.insert(p);
-    }
-    Ok(Some(closure))
-}
-
-/// Input sources and the wanted outputs of input derivations.
-fn direct_inputs(
-    store: &LocalStore,
-    drv: &Derivation,
-    known_inputs: &KnownOutputs,
-    drv_str: &str,
-) -> Result<Vec<StorePath>> {
-    let mut direct: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
-    for (input_drv, node) in &drv.input_drvs {
-        let known = match known_inputs.get(input_drv) {
-            Some(outputs) => (**outputs).clone(),
-            None => store.query_derivation_outputs(input_drv)?,
-        };
-        let produced = if known.is_empty() {
-            let input = store.read_derivation(input_drv)?;
-            input
-                .output_paths(store.store_dir())
-                .map_err(|source| Error::Derivation {
-                    drv: drv_str.to_string(),
-                    source: Box::new(source),
-                })?
-                .into_iter()
-                .filter_map(|(n, p)| p.map(|p| (n, p)))
-                .collect()
-        } else {
-            known
-        };
-        for output in &node.outputs {
-            let p = produced.get(output).ok_or_else(|| Error::Unsupported {
-                drv: drv_str.to_string(),
-                why: format!(
-                    "input '{}' has no known output '{output}'",
-                    store.layout().display(input_drv)
-                ),
-            })?;
-            direct.push(p.clone());
-        }
-    }
-    Ok(direct)
-}
-
-/// `exportReferencesGraph = [ name path … ]`: for each pair, a file `name` in the build
-/// directory listing the closure of `path` in Nix's registration format (path, an empty
-/// deriver line, the number of references, then the references), paths sorted.
-fn export_references_graph(
-    store: &LocalStore,
-    drv: &Derivation,
-    input_closure: &BTreeSet<StorePath>,
-    drv_str: &str,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let Some(spec) = drv.env.get(b"exportReferencesGraph".as_slice()) else {
-        return Ok(Vec::new());
-    };
-    let spec = String::from_utf8_lossy(spec);
-    let words: Vec<&str> = spec.split_whitespace().collect();
-    let bad = |why: String| Error::ExportReferences {
-        drv: drv_str.to_string(),
-        why,
-    };
-    if !words.len().is_multiple_of(2) {
-        return Err(bad(format!(
-            "odd number of tokens in 'exportReferencesGraph': '{spec}'"
-        )));
-    }
-    let mut files = Vec::new();
-    for pair in words.chunks(2) {
-        let (name, path) = (pair[0], pair[1]);
-        let valid_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid_name {
-            return Err(bad(format!(
-                "invalid file name '{name}' in 'exportReferencesGraph'"
-            )));
-        }
-        let (root, _) = store.store_dir().parse_with_subpath(path).map_err(|_| {
-            bad(format!(
-                "'exportReferencesGraph' contains a non-store path '{path}'"
-            ))
-        })?;
-        let mut text = String::new();
-        for p in export_closure(store, input_closure, drv_str, [root])? {
-            let refs = store.query_references(&p)?;
-            text.push_str(&format!(
-                "{}\n\n{}\n",
-                store.layout().display(&p),
-                refs.len()
-            ));
-            for r in refs {
-                text.push_str(&store.layout().display(&r));
-                text.push('\n');
-            }
-        }
-        files.push((name.to_string(), text.into_bytes()));
-    }
-    Ok(files)
-}
-
-/// Nix's `exportReferences`: the closure of `roots`, each of which must be in the
-/// input closure, plus the closure of the outputs of every derivation in it (for
-/// images that carry a build's whole dependency graph); those outputs must be valid.
-fn export_closure(
-    store: &LocalStore,
-    input_closure: &BTreeSet<StorePath>,
-    drv_str: &str,
-    roots: impl IntoIterator<Item = StorePath>,
-) -> Result<BTreeSet<StorePath>> {
-    let mut wanted = BTreeSet::new();
-    for root in roots {
-        if !input_closure.contains(&root) {
-            return Err(Error::ExportReferences {
-                drv: drv_str.to_string(),
-                why: format!(
-                    "cannot export references of path '{}' because it is not in the input closure of the derivation",
-                    store.layout().display(&root)
-                ),
-            });
-        }
-        wanted.insert(root);
-    }
-    let mut closure = store.query_closure(&wanted)?;
-    let derivations: Vec<StorePath> = closure
-        .iter()
-        .filter(|p| p.is_derivation())
-        .cloned()
-        .collect();
-    for d in derivations {
-        let outputs = store
-            .read_derivation(&d)?
-            .output_paths(store.store_dir())
-            .map_err(|source| Error::Derivation {
-                drv: store.layout().display(&d),
-                source: Box::new(source),
-            })?;
-        for (_, output) in outputs {
-            let output = output.ok_or_else(|| Error::ExportReferences {
-                drv: drv_str.to_string(),
-                why: "exportReferences on CA derivations is not yet implemented".into(),
-            })?;
-            closure.extend(store.query_closure([&output])?);
-        }
-    }
-    Ok(closure)
-}
-
-/// The closure of the valid store paths that `sandbox-paths` sources lie in, each
-/// temp-rooted (they are mounted for the whole build). A source may be named by its
-/// logical path or, for a store whose root is not `/`, by its path on the host; paths
-/// that are not valid are ignored, as Nix ignores them.
-fn sandbox_paths_closure(
-    store: &LocalStore,
-    sandbox_paths: &[SandboxPath],
-) -> Result<BTreeSet<StorePath>> {
-    let real = store.layout().real_store_dir.clone();
-    let mut roots = Vec::new();
-    for p in sandbox_paths {
-        let logical = match p.host.strip_prefix(&real) {
-            Ok(rest) => std::path::Path::new(store.store_dir().as_str()).join(rest),
-            Err(_) => p.host.clone(),
-        };
-        let Some(text) = logical.to_str() else {
-            continue;
-        };
-        let Ok((root, _)) = store.store_dir().parse_with_subpath(text) else {
-            continue;
-        };
-        store.add_temp_root(&root)?;
-        if store.is_valid(&root)? {
-            roots.push(root);
-        }
-    }
-    if roots.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    Ok(store.query_closure(&roots)?)
-}
-
-/// Structured attributes' `exportReferencesGraph.<name>`: the closure of `paths` (which
-/// must be in the input closure, as in Nix) as Nix 2.8's `pathInfoToJSON` prints it
-/// without impure fields and with closure sizes, in store path order.
-fn export_references_json(
-    store: &LocalStore,
-    input_closure: &BTreeSet<StorePath>,
-    drv_str: &str,
-    paths: &[String],
-) -> Result<serde_json::Value> {
-    let mut roots = Vec::new();
-    for p in paths {
-        let (root, _) =
-            store
-                .store_dir()
-                .parse_with_subpath(p)
-                .map_err(|_| Error::ExportReferences {
-                    drv: drv_str.to_string(),
-                    why: format!("path '{p}' is not in the Nix store"),
-                })?;
-        roots.push(root);
-    }
-    let mut infos = Vec::new();
-    for p in export_closure(store, input_closure, drv_str, roots)? {
-        let info = store
-            .query_path_info(&p)?
-            .ok_or_else(|| kiln_store::Error::InvalidPath(store.layout().display(&p)))?;
-        let closure_size: u64 = store
-            .query_closure([&p])?
-            .iter()
-            .map(|q| Ok(store.query_path_info(q)?.map_or(0, |i| i.nar_size)))
-            .sum::<Result<u64>>()?;
-        let mut obj = serde_json::Map::new();
-        obj.insert("path".into(), store.layout().display(&p).into());
-        obj.insert(
-            "narHash".into(),
-            format!("sha256:{}", info.nar_hash.to_nix32()).into(),
-        );
-        obj.insert("narSize".into(), info.nar_size.into());
-        obj.insert(
-            "references".into(),
-            info.references
-                .iter()
-                .map(|r| serde_json::Value::from(store.layout().display(r)))
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        if let Some(ca) = &info.ca {
-            obj.insert("ca".into(), ca.to_string().into());
-        }
-        obj.insert("closureSize".into(), closure_size.into());
-        infos.push(serde_json::Value::Object(obj));
-    }
-    Ok(serde_json::Value::Array(infos))
 }
 
 /// `$TMPDIR/nix-build-<drv name>-<n>`, 0700, owned by the build user.
