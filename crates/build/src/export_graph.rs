@@ -8,6 +8,7 @@ use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
 use crate::error::{Error, Result};
+use crate::inputs::output_paths;
 
 /// `exportReferencesGraph = [ name path … ]`: for each pair, a file `name` in the build
 /// directory listing the closure of `path` in Nix's registration format (path, an empty
@@ -99,13 +100,7 @@ fn export_closure(
         .cloned()
         .collect();
     for d in derivations {
-        let outputs = store
-            .read_derivation(&d)?
-            .output_paths(store.store_dir())
-            .map_err(|source| Error::Derivation {
-                drv: store.layout().display(&d),
-                source: Box::new(source),
-            })?;
+        let outputs = output_paths(store, &d, &store.read_derivation(&d)?)?;
         for (_, output) in outputs {
             let output = output.ok_or_else(|| Error::ExportReferences {
                 drv: drv_str.to_string(),

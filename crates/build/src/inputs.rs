@@ -27,22 +27,12 @@ pub(crate) fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Resul
         }
         Ok(())
     };
-    let output_paths = |d: &Derivation| -> Result<BTreeMap<String, StorePath>> {
-        Ok(d.output_paths(store.store_dir())
-            .map_err(|source| Error::Derivation {
-                drv: String::new(),
-                source: Box::new(source),
-            })?
-            .into_iter()
-            .filter_map(|(n, p)| p.map(|p| (n, p)))
-            .collect())
-    };
     for p in &drv.input_srcs {
         add_if_valid(p)?;
     }
     for (input_drv, node) in &drv.input_drvs {
         let input = store.read_derivation(input_drv)?;
-        let produced = output_paths(&input)?;
+        let produced = known_outputs(store, input_drv, &input)?;
         let mut pending = false;
         for output in &node.outputs {
             match produced.get(output) {
@@ -55,7 +45,8 @@ pub(crate) fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Resul
                 add_if_valid(p)?;
             }
             for (its_input, its_node) in &input.input_drvs {
-                let produced = output_paths(&store.read_derivation(its_input)?)?;
+                let its = store.read_derivation(its_input)?;
+                let produced = known_outputs(store, its_input, &its)?;
                 for output in &its_node.outputs {
                     if let Some(p) = produced.get(output) {
                         add_if_valid(p)?;
@@ -128,16 +119,7 @@ pub(crate) fn direct_inputs(
             None => store.query_derivation_outputs(input_drv)?,
         };
         let produced = if known.is_empty() {
-            let input = store.read_derivation(input_drv)?;
-            input
-                .output_paths(store.store_dir())
-                .map_err(|source| Error::Derivation {
-                    drv: drv_str.to_string(),
-                    source: Box::new(source),
-                })?
-                .into_iter()
-                .filter_map(|(n, p)| p.map(|p| (n, p)))
-                .collect()
+            known_outputs(store, input_drv, &store.read_derivation(input_drv)?)?
         } else {
             known
         };
@@ -185,4 +167,30 @@ pub(crate) fn sandbox_paths_closure(
         return Ok(BTreeSet::new());
     }
     Ok(store.query_closure(&roots)?)
+}
+
+/// The output paths of `drv` (stored at `drv_path`), `None` where not known before
+/// it is built.
+pub(crate) fn output_paths(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<BTreeMap<String, Option<StorePath>>> {
+    drv.output_paths(store.store_dir())
+        .map_err(|source| Error::Derivation {
+            drv: store.layout().display(drv_path),
+            source: Box::new(source),
+        })
+}
+
+/// The output paths of `drv` that are known before it is built.
+fn known_outputs(
+    store: &LocalStore,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<BTreeMap<String, StorePath>> {
+    Ok(output_paths(store, drv_path, drv)?
+        .into_iter()
+        .filter_map(|(n, p)| p.map(|p| (n, p)))
+        .collect())
 }

@@ -158,10 +158,10 @@ pub fn stage_ahead(
 /// build directory before the build: nothing to stage before they exist.
 fn exports_references_graph(drv: &Derivation) -> bool {
     drv.env.contains_key(b"exportReferencesGraph".as_slice())
-        || drv
-            .env
-            .get(b"__json".as_slice())
-            .is_some_and(|json| json.windows(21).any(|w| w == b"exportReferencesGraph"))
+        || drv.env.get(b"__json".as_slice()).is_some_and(|json| {
+            serde_json::from_slice::<serde_json::Value>(json)
+                .map_or(true, |attrs| attrs.get("exportReferencesGraph").is_some())
+        })
 }
 
 enum Claim {

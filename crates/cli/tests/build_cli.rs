@@ -582,29 +582,14 @@ derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; ar
         .spawn()
         .unwrap();
     // Wait until the builder runs (its chroot exists), then interrupt.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".chroot")
-        })
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let started = std::time::Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let (out, took) = interrupt_when(
+        child,
+        || chroots_in(&store) > 0,
+        std::time::Duration::from_millis(300),
+        "the build never started",
+    );
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
+        took < std::time::Duration::from_secs(10),
         "interrupt took too long"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -718,21 +703,6 @@ fn assert_store_verifies_nix_only(root: &Path) {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// No store entry matching `leftover` and no build directory remain after a build.
-fn assert_nothing_left(store: &Path, build_tmp: &Path, leftover: impl Fn(&str) -> bool) {
-    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| leftover(n))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    assert_eq!(
-        std::fs::read_dir(build_tmp).unwrap().count(),
-        0,
-        "build directory left behind"
     );
 }
 

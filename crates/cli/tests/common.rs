@@ -134,3 +134,54 @@ pub fn instantiate(store: &Path, expr: &Path, busybox: &Path, attr: Option<&str>
     }
     nix_ok("nix-instantiate", &args).trim().to_string()
 }
+
+/// No store entry matching `leftover` and no build directory remain after a build.
+pub fn assert_nothing_left(store: &Path, build_tmp: &Path, leftover: impl Fn(&str) -> bool) {
+    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| leftover(n))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::read_dir(build_tmp).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+}
+
+/// How many build chroots the store holds now.
+pub fn chroots_in(store: &Path) -> usize {
+    std::fs::read_dir(store.join("nix/store"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".chroot")
+        })
+        .count()
+}
+
+/// Waits (at most 20 s, failing with `what`) until `ready`, lets the builds run a
+/// moment longer, then sends SIGINT to `child`; its output, and how long it took to
+/// exit after the signal.
+pub fn interrupt_when(
+    child: std::process::Child,
+    ready: impl Fn() -> bool,
+    settle: std::time::Duration,
+    what: &str,
+) -> (Output, std::time::Duration) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(settle);
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let signalled = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    (out, signalled.elapsed())
+}

@@ -122,17 +122,9 @@ fn staged_step_whose_input_fails_leaves_nothing() {
         !stderr.contains("building '") || !stderr.contains("-b.drv'..."),
         "b must not start: {stderr}"
     );
-    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".chroot") || n.contains("kiln-chroot-trash"))
-        .collect();
-    assert!(left.is_empty(), "chroots left behind: {left:?}");
-    assert_eq!(
-        std::fs::read_dir(&build_tmp).unwrap().count(),
-        0,
-        "build directory left behind"
-    );
+    assert_nothing_left(&store, &build_tmp, |n| {
+        n.ends_with(".chroot") || n.contains("kiln-chroot-trash")
+    });
     // No lock of `b` survived the first run: the second fails on `a` again.
     let again = kiln()
         .env("TMPDIR", &build_tmp)
@@ -172,43 +164,17 @@ in mk "after" "cat ${a} > $out"
         .spawn()
         .unwrap();
     // Both chroots exist once `forever` runs and `after` is staged.
-    let chroots = || {
-        std::fs::read_dir(store.join("nix/store"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".chroot")
-            })
-            .count()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while chroots() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second step was never staged"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (out, _) = interrupt_when(
+        child,
+        || chroots_in(&store) >= 2,
+        std::time::Duration::from_millis(200),
+        "the second step was never staged",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("interrupted by the user"), "{stderr}");
-    let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".chroot") || n.contains("chroot-trash"))
-        .collect();
-    assert!(left.is_empty(), "chroots left behind: {left:?}");
-    assert_eq!(
-        std::fs::read_dir(&build_tmp).unwrap().count(),
-        0,
-        "build directory left behind"
-    );
+    assert_nothing_left(&store, &build_tmp, |n| {
+        n.ends_with(".chroot") || n.contains("chroot-trash")
+    });
     assert_store_verifies(&store);
 }

@@ -77,12 +77,7 @@ impl Plan {
         }
         w.bytes(self.chroot.as_bytes());
         w.bytes(self.chroot_store.as_bytes());
-        w.u32(len32(self.binds.len()));
-        for b in &self.binds {
-            w.bytes(b.source.as_bytes());
-            w.bytes(b.target.as_bytes());
-            w.u32(u32::from(b.optional));
-        }
+        w.binds(&self.binds);
         w.bytes(self.proc_dir.as_bytes());
         match &self.shm {
             Some((dir, opts)) => {
@@ -127,15 +122,7 @@ impl Plan {
         let sandbox_gid = r.u32()?;
         let chroot = r.cstring()?;
         let chroot_store = r.cstring()?;
-        let n = r.u32()?;
-        let mut binds = Vec::new();
-        for _ in 0..n {
-            binds.push(Bind {
-                source: r.cstring()?,
-                target: r.cstring()?,
-                optional: r.u32()? != 0,
-            });
-        }
+        let binds = r.binds()?;
         let proc_dir = r.cstring()?;
         let shm = if r.u32()? != 0 {
             Some((r.cstring()?, r.cstring()?))
@@ -186,12 +173,7 @@ impl Plan {
 /// `run::Launched::go`): `u32 LE length | count | (source, target, optional)*`.
 pub(crate) fn encode_binds(binds: &[Bind]) -> Vec<u8> {
     let mut w = Writer(vec![0; 4]);
-    w.u32(len32(binds.len()));
-    for b in binds {
-        w.bytes(b.source.as_bytes());
-        w.bytes(b.target.as_bytes());
-        w.u32(u32::from(b.optional));
-    }
+    w.binds(binds);
     let len = len32(w.0.len() - 4);
     w.0[..4].copy_from_slice(&len.to_le_bytes());
     w.0
@@ -200,15 +182,7 @@ pub(crate) fn encode_binds(binds: &[Bind]) -> Vec<u8> {
 /// The payload of [`encode_binds`] after its length.
 pub(crate) fn decode_binds(data: &[u8]) -> Result<Vec<Bind>, String> {
     let mut r = Reader(data);
-    let n = r.u32()?;
-    let mut binds = Vec::new();
-    for _ in 0..n {
-        binds.push(Bind {
-            source: r.cstring()?,
-            target: r.cstring()?,
-            optional: r.u32()? != 0,
-        });
-    }
+    let binds = r.binds()?;
     if !r.0.is_empty() {
         return Err("sandbox inputs have trailing bytes".into());
     }
@@ -230,6 +204,14 @@ impl Writer {
     fn bytes(&mut self, b: &[u8]) {
         self.u32(len32(b.len()));
         self.0.extend_from_slice(b);
+    }
+    fn binds(&mut self, binds: &[Bind]) {
+        self.u32(len32(binds.len()));
+        for b in binds {
+            self.bytes(b.source.as_bytes());
+            self.bytes(b.target.as_bytes());
+            self.u32(u32::from(b.optional));
+        }
     }
     fn strings(&mut self, list: &[CString]) {
         self.u32(len32(list.len()));
@@ -260,6 +242,18 @@ impl<'a> Reader<'a> {
     }
     fn cstring(&mut self) -> Result<CString, String> {
         CString::new(self.bytes()?).map_err(|_| "sandbox plan string contains NUL".to_string())
+    }
+    fn binds(&mut self) -> Result<Vec<Bind>, String> {
+        let n = self.u32()?;
+        (0..n)
+            .map(|_| {
+                Ok(Bind {
+                    source: self.cstring()?,
+                    target: self.cstring()?,
+                    optional: self.u32()? != 0,
+                })
+            })
+            .collect()
     }
     fn strings(&mut self) -> Result<Vec<CString>, String> {
         let n = self.u32()?;
