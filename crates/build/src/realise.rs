@@ -49,6 +49,10 @@ pub struct BuildSettings {
     /// Flush the store's filesystem before registering outputs (Nix's
     /// `sync-before-registering`; default true here, false in Nix).
     pub sync_before_registering: bool,
+    /// Hand built outputs to the store's background registrar (see
+    /// [`LocalStore::register_valid_paths_later`]) instead of registering them before
+    /// returning; whoever sets this calls [`LocalStore::finish_registrations`].
+    pub register_in_background: bool,
     /// Told the `.drv` path when a build really starts (its locks are held), to print
     /// Nix's "building '…'..." line.
     pub on_start: Option<StartHook>,
@@ -70,6 +74,7 @@ impl BuildSettings {
             helper_exe,
             global_state_dir: PathBuf::from("/nix/var/nix"),
             sync_before_registering: true,
+            register_in_background: false,
             on_start: None,
         }
     }
@@ -94,7 +99,8 @@ pub enum Realised {
     /// Every wanted output was valid already (possibly built by another process while
     /// we waited for its lock).
     Valid(BTreeMap<String, StorePath>),
-    /// Built and registered now.
+    /// Built now, and registered (or handed to the store's background registrar, see
+    /// [`BuildSettings::register_in_background`]).
     Built(BTreeMap<String, PathInfo>),
     /// Another process holds an output's lock: try again later.
     Locked,
@@ -299,14 +305,26 @@ impl Staged {
             crate::cleanup::remove_dir_later(build_dir);
         }
         let infos = outcome?;
-        store.register_valid_paths(&infos)?;
-        release(std::mem::take(&mut self.locks));
-        Ok(Realised::Built(
-            infos
-                .into_iter()
-                .map(|i| (name_of(&self.outputs, &i.path), i))
-                .collect(),
-        ))
+        let locks = std::mem::take(&mut self.locks);
+        let built = infos
+            .iter()
+            .map(|i| (name_of(&self.outputs, &i.path), i.clone()))
+            .collect();
+        if settings.register_in_background {
+            store.register_valid_paths_later(
+                self.drv_str.clone(),
+                infos,
+                locks,
+                settings.sync_before_registering,
+            )?;
+        } else {
+            if settings.sync_before_registering {
+                store.sync_store()?;
+            }
+            store.register_valid_paths(&infos)?;
+            release(locks);
+        }
+        Ok(Realised::Built(built))
     }
 
     fn run_builder(
@@ -373,9 +391,6 @@ impl Staged {
         .map_err(sandbox_err);
         let infos = result?;
         cleaned?;
-        if settings.sync_before_registering {
-            store.sync_store()?;
-        }
         Ok(infos)
     }
 }

@@ -167,6 +167,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
     settings.keep_failed = args.keep_failed;
     let conf = NixConf::load();
     settings.sync_before_registering = conf.sync_before_registering;
+    settings.register_in_background = true;
     settings.sandbox_paths = conf
         .sandbox_paths
         .iter()
@@ -220,7 +221,14 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
     // Builds staged but never run drop their sandboxes and queue their directories
     // for removal; the queue is flushed next.
     drop(scheduler);
+    let registration_failures = store.finish_registrations();
     kiln_build::finish_background_cleanup();
+    for failure in &registration_failures {
+        eprintln!(
+            "error: registering the outputs of '{}': {}",
+            failure.what, failure.error
+        );
+    }
 
     if kiln_build::interrupted() {
         bail!("interrupted by the user");
@@ -232,7 +240,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
             failed = true;
         }
     }
-    if failed || !report.is_success() {
+    if failed || !report.is_success() || !registration_failures.is_empty() {
         bail!("build failed");
     }
     let stdout = std::io::stdout();

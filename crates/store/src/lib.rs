@@ -13,6 +13,7 @@
 //!   it is about to use.
 
 mod add;
+mod background;
 mod canonical;
 mod db;
 mod error;
@@ -24,6 +25,7 @@ mod roots;
 mod temp_roots;
 mod verify;
 
+pub use background::RegistrationFailure;
 pub use canonical::remove_tree;
 pub use db::GraphRow;
 pub use error::{Error, Result};

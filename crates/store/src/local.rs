@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kiln_hash::Hash;
 use kiln_store_path::{StoreDir, StorePath};
 
+use crate::background::{Registrar, RegistrationFailure, SYNC_CONTEXT};
 use crate::db::{Db, GraphRow, Registration, CA_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
-use crate::lock::open_lock_file;
+use crate::lock::{open_lock_file, PathLock};
 use crate::temp_roots::TempRoots;
 use crate::PathInfo;
 
 pub struct LocalStore {
     layout: Layout,
-    db: Mutex<Db>,
+    db: Arc<Mutex<Db>>,
+    /// Builds handed over by [`LocalStore::register_valid_paths_later`].
+    registrar: Registrar,
     temp_roots: Arc<TempRoots>,
     // Hash modulo of `.drv`s never changes, so it is memoised for the store's lifetime.
     drv_hashes: Mutex<kiln_derivation::DrvHashCache>,
@@ -77,10 +80,12 @@ impl LocalStore {
                 .ctx("writing", &ca_schema_path)?;
         }
         big_lock.lock_shared().ctx("locking", &big_lock_path)?;
+        let db = Arc::new(Mutex::new(db));
         Ok(LocalStore {
             temp_roots: TempRoots::for_state_dir(&layout.state_dir),
+            registrar: Registrar::new(Arc::clone(&db), layout.real_store_dir.clone()),
             layout,
-            db: Mutex::new(db),
+            db,
             drv_hashes: Mutex::new(kiln_derivation::DrvHashCache::new()),
             _big_lock: big_lock,
         })
@@ -122,11 +127,21 @@ impl LocalStore {
         self.temp_roots.add(&self.layout.display(path))
     }
 
+    /// Valid, or handed over by this process for registration (see
+    /// [`LocalStore::register_valid_paths_later`]).
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        // Pending first: the registrar commits a path before it stops being pending.
+        if self.registrar.pending_info(path).is_some() {
+            return Ok(true);
+        }
         self.db().is_valid(path)
     }
 
+    /// As [`LocalStore::is_valid`], pending registrations included.
     pub fn query_path_info(&self, path: &StorePath) -> Result<Option<PathInfo>> {
+        if let Some(info) = self.registrar.pending_info(path) {
+            return Ok(Some(info));
+        }
         self.db().query_path_info(path)
     }
 
@@ -178,6 +193,9 @@ impl LocalStore {
         &self,
         paths: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<BTreeSet<StorePath>> {
+        if self.registrar.has_pending() {
+            return Ok(self.query_closure_graph(paths)?.into_keys().collect());
+        }
         let db = self.db();
         let mut closure: BTreeSet<StorePath> = BTreeSet::new();
         for p in paths {
@@ -200,15 +218,22 @@ impl LocalStore {
         &self,
         paths: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<BTreeMap<StorePath, BTreeSet<StorePath>>> {
-        let db = self.db();
         let mut graph = BTreeMap::new();
-        for p in paths {
-            if graph.contains_key(p) {
+        let mut todo: Vec<StorePath> = paths.into_iter().cloned().collect();
+        while let Some(p) = todo.pop() {
+            if graph.contains_key(&p) {
                 continue;
             }
-            let below = db.closure_graph_of(p)?;
-            if !below.contains_key(p) {
-                return Err(Error::InvalidPath(self.layout.display(p)));
+            // A pending path may refer to other pending paths; a registered one only
+            // to registered ones, whose closure one query returns.
+            if let Some(info) = self.registrar.pending_info(&p) {
+                todo.extend(info.references.iter().cloned());
+                graph.insert(p, info.references);
+                continue;
+            }
+            let below = self.db().closure_graph_of(&p)?;
+            if !below.contains_key(&p) {
+                return Err(Error::InvalidPath(self.layout.display(&p)));
             }
             graph.extend(below);
         }
@@ -219,20 +244,58 @@ impl LocalStore {
     /// Refuses reference cycles (other than self-references) and references that are
     /// neither valid nor in the batch.
     pub fn register_valid_paths(&self, infos: &[PathInfo]) -> Result<()> {
-        check_acyclic(infos, &self.layout.store_dir)?;
-        let mut batch = Vec::with_capacity(infos.len());
-        for info in infos {
-            let derivation_outputs = if info.path.is_derivation() {
-                crate::add::derivation_outputs_to_record(self, &info.path)?
-            } else {
-                BTreeMap::new()
-            };
-            batch.push(Registration {
+        let derivation_outputs = self.derivation_outputs_of(infos)?;
+        let batch: Vec<Registration<'_>> = infos
+            .iter()
+            .zip(derivation_outputs)
+            .map(|(info, derivation_outputs)| Registration {
                 info,
                 derivation_outputs,
-            });
-        }
+            })
+            .collect();
         self.db().register(&batch)
+    }
+
+    /// [`LocalStore::register_valid_paths`] in the background (see `background.rs`):
+    /// from now on this process sees `infos` as valid; they are registered after
+    /// everything handed over before, `locks` are released (and their files deleted)
+    /// once they are, and with `sync` the filesystem is flushed first. `what` names
+    /// the batch in a failure, which [`LocalStore::finish_registrations`] reports.
+    /// Checks that need nothing but `infos` (cycles) fail here instead.
+    pub fn register_valid_paths_later(
+        &self,
+        what: String,
+        infos: Vec<PathInfo>,
+        locks: Vec<PathLock>,
+        sync: bool,
+    ) -> Result<()> {
+        let derivation_outputs = self.derivation_outputs_of(&infos)?;
+        self.registrar
+            .submit(what, infos, derivation_outputs, locks, sync);
+        Ok(())
+    }
+
+    /// Waits for every registration handed over so far; returns those that failed.
+    pub fn finish_registrations(&self) -> Vec<RegistrationFailure> {
+        self.registrar.finish()
+    }
+
+    /// Checks `infos` for cycles, and finds what to record for each `.drv` among them.
+    fn derivation_outputs_of(
+        &self,
+        infos: &[PathInfo],
+    ) -> Result<Vec<BTreeMap<String, StorePath>>> {
+        check_acyclic(infos, &self.layout.store_dir)?;
+        infos
+            .iter()
+            .map(|info| {
+                if info.path.is_derivation() {
+                    crate::add::derivation_outputs_to_record(self, &info.path)
+                } else {
+                    Ok(BTreeMap::new())
+                }
+            })
+            .collect()
     }
 
     /// Flush everything written to the store's filesystem, so registered paths never
@@ -242,12 +305,7 @@ impl LocalStore {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        let dir =
-            File::open(&self.layout.real_store_dir).ctx("opening", &self.layout.real_store_dir)?;
-        rustix::fs::syncfs(&dir).map_err(std::io::Error::from).ctx(
-            "syncing the store's filesystem",
-            &self.layout.real_store_dir,
-        )
+        sync_dir(&self.layout.real_store_dir).ctx(SYNC_CONTEXT, &self.layout.real_store_dir)
     }
 
     /// A fresh name for scratch space inside the store that collectors leave alone:
@@ -268,6 +326,12 @@ impl LocalStore {
         self.add_temp_root(&path)?;
         Ok(path)
     }
+}
+
+/// `syncfs` of the filesystem `dir` is on.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = File::open(dir)?;
+    rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
 }
 
 fn read_schema(path: &Path) -> Result<u32> {
