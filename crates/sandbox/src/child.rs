@@ -31,10 +31,12 @@ pub(crate) fn main(
     fds: [RawFd; 3],
     user_namespace: bool,
     network_ready: bool,
+    filter_inherited: bool,
 ) -> ! {
     let early = Early {
         done: false,
         network_ready,
+        filter_inherited,
     };
     run(plan, sync, fds, user_namespace, early)
 }
@@ -48,7 +50,9 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
     let Ok(ctl) = sys::isolate_spare(ctl) else {
         sys::exit_now(1)
     };
-    if seccomp::install(false).is_err() || set_names().is_err() {
+    // Spares serve only plans with the default filter, which only the filtering
+    // helper gets: the filter is inherited from it.
+    if set_names().is_err() {
         // The helper sees the spare gone when it forwards a request, and clones anew.
         sys::exit_now(1);
     }
@@ -70,6 +74,7 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
     let early = Early {
         done: true,
         network_ready,
+        filter_inherited: true,
     };
     run(
         &plan,
@@ -86,10 +91,12 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
 
 /// Which of the plan-independent steps already happened.
 struct Early {
-    /// Syscall filter (the default one) installed, host and domain names set.
+    /// Host and domain names set (a spare did it while waiting).
     done: bool,
     /// The network namespace's `lo` is up already.
     network_ready: bool,
+    /// The default syscall filter, inherited from the filtering helper.
+    filter_inherited: bool,
 }
 
 fn run(
@@ -185,7 +192,7 @@ fn setup(
     rustix::process::setsid().map_err(|e| sys_fail("creating a new session", e))?;
 
     if !early.done {
-        if plan.has(flags::FILTER_SYSCALLS) {
+        if plan.has(flags::FILTER_SYSCALLS) && !early.filter_inherited {
             seccomp::install(plan.has(flags::ALLOW_NEW_PRIVILEGES))?;
         }
         set_names()?;

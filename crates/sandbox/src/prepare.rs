@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cleanup::cleanup;
 use crate::error::Error;
+use crate::helper::HelperKind;
 use crate::plan::{flags, Bind, Plan};
 use crate::skeleton::{self, Skeleton};
 use crate::spec::{
@@ -36,6 +37,8 @@ use crate::spec::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
     pub(crate) plan: Vec<u8>,
+    /// Which helper serves the plan.
+    pub(crate) helper: HelperKind,
     pub(crate) chroot_dir: PathBuf,
     pub(crate) chroot_store: PathBuf,
     /// What the chroot can be recycled as, if it can.
@@ -498,6 +501,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
     };
     Ok(Prepared {
         plan: plan.encode(),
+        helper: HelperKind::for_plan(spec.filter_syscalls, spec.allow_new_privileges),
         chroot_dir: chroot.to_path_buf(),
         chroot_store,
         skeleton,

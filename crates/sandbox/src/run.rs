@@ -126,6 +126,7 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
         .map_err(|e| Error::sys("creating the inputs pipe", e))?;
     zygote::submit(
         helper_exe,
+        prepared.helper,
         &prepared.plan,
         [pty.slave.as_fd(), status_write.as_fd(), go_read.as_fd()],
     )?;

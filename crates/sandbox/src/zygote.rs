@@ -19,15 +19,21 @@ use rustix::io::Errno;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 use crate::error::Error;
-use crate::helper::{HELPER_ARG, READY_LINE};
+use crate::helper::{HelperKind, FILTERED_ARG, HELPER_ARG, READY_LINE};
 
 struct Zygote {
     exe: PathBuf,
+    kind: HelperKind,
     child: Child,
     sock: UnixStream,
 }
 
 static ZYGOTES: Mutex<Vec<Zygote>> = Mutex::new(Vec::new());
+
+/// Executables whose filtering helper could not start (no seccomp, say): their
+/// plain helper serves every plan, and each child installs its filter itself,
+/// failing with the kernel's reason if it cannot.
+static NO_FILTERED_HELPER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// How long a freshly started helper may take to say it is ready. Generous:
 /// it only guards against a wrong executable that never answers.
@@ -36,7 +42,12 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Hands one build to the helper `exe`: the encoded plan plus the pty slave,
 /// the status pipe's write end and the go pipe's read end (the helper gets its
 /// own copies).
-pub(crate) fn submit(exe: &Path, plan: &[u8], fds: [BorrowedFd<'_>; 3]) -> Result<(), Error> {
+pub(crate) fn submit(
+    exe: &Path,
+    kind: HelperKind,
+    plan: &[u8],
+    fds: [BorrowedFd<'_>; 3],
+) -> Result<(), Error> {
     let frame = frame(plan)?;
 
     let mut zygotes = ZYGOTES
@@ -45,13 +56,7 @@ pub(crate) fn submit(exe: &Path, plan: &[u8], fds: [BorrowedFd<'_>; 3]) -> Resul
     // A helper that died since the last build (killed, or the binary was
     // broken) shows up as EPIPE/ECONNRESET here; start a new one, once.
     for attempt in 0..2 {
-        let at = match zygotes.iter().position(|z| z.exe == exe) {
-            Some(at) => at,
-            None => {
-                zygotes.push(spawn(exe)?);
-                zygotes.len() - 1
-            }
-        };
+        let at = find_or_spawn(&mut zygotes, exe, kind)?;
         match send(zygotes[at].sock.as_fd(), &frame, fds) {
             Ok(()) => return Ok(()),
             Err(e) if attempt == 0 && matches!(e, Errno::PIPE | Errno::CONNRESET) => {
@@ -70,10 +75,35 @@ pub fn start_helper(exe: &Path) -> Result<(), Error> {
     let mut zygotes = ZYGOTES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !zygotes.iter().any(|z| z.exe == exe) {
-        zygotes.push(spawn(exe)?);
+    // The kind that serves Nix's default settings.
+    find_or_spawn(&mut zygotes, exe, HelperKind::Filtered).map(|_| ())
+}
+
+/// Where in `zygotes` the helper of `kind` for `exe` is, started if need be; the
+/// plain one instead when the filtering one cannot start.
+fn find_or_spawn(zygotes: &mut Vec<Zygote>, exe: &Path, kind: HelperKind) -> Result<usize, Error> {
+    let mut no_filtered = NO_FILTERED_HELPER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let kind = if no_filtered.iter().any(|e| e == exe) {
+        HelperKind::Plain
+    } else {
+        kind
+    };
+    if let Some(at) = zygotes.iter().position(|z| z.exe == exe && z.kind == kind) {
+        return Ok(at);
     }
-    Ok(())
+    let zygote = match spawn(exe, kind) {
+        Ok(z) => z,
+        Err(_) if kind == HelperKind::Filtered => {
+            no_filtered.push(exe.to_path_buf());
+            drop(no_filtered);
+            return find_or_spawn(zygotes, exe, HelperKind::Plain);
+        }
+        Err(e) => return Err(e),
+    };
+    zygotes.push(zygote);
+    Ok(zygotes.len() - 1)
 }
 
 /// A request as it travels to the helper (and from the helper to a spare child):
@@ -87,23 +117,31 @@ pub(crate) fn frame(plan: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(frame)
 }
 
-fn spawn(exe: &Path) -> Result<Zygote, Error> {
+fn spawn(exe: &Path, kind: HelperKind) -> Result<Zygote, Error> {
     let spawn_error = |error| Error::SpawnHelper {
         path: exe.to_path_buf(),
         error,
     };
     let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
-    let mut child = Command::new(exe)
-        .arg(HELPER_ARG)
+    let mut command = Command::new(exe);
+    command.arg(HELPER_ARG);
+    if kind == HelperKind::Filtered {
+        command.arg(FILTERED_ARG);
+    }
+    let mut child = command
         .env_clear()
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(spawn_error)?;
+    // The command holds our copy of the helper's end of the socket: without
+    // dropping it, a helper that exits early would never show as EOF.
+    drop(command);
     match read_ready_line(&ours) {
         Ok(line) if line == READY_LINE => Ok(Zygote {
             exe: exe.to_path_buf(),
+            kind,
             child,
             sock: ours,
         }),

@@ -278,6 +278,43 @@ fn seccomp_blocks_setuid_bits_and_xattrs() {
     assert_eq!(r.log, "u+s 0\ng+s 0\n1755 0\nsetxattr succeeded\n");
 }
 
+/// Default sandboxes inherit the filter from the helper that filters itself; the
+/// others come from the plain helper and install what their plan asks for. Either
+/// way the builder has exactly one filter, and no-new-privileges unless asked not to
+/// (Nix sets it together with the filter, so not at all without one).
+#[test]
+fn each_sandbox_has_exactly_the_filter_and_privileges_it_asks_for() {
+    let f = Fixture::new();
+    let status_of = |spec: &kiln_sandbox::SandboxSpec| {
+        let r = common::run(spec).unwrap();
+        assert!(r.outcome.success(), "{:?}: {}", r.outcome, r.log);
+        r.log
+    };
+    let spec =
+        f.spec("grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; echo x > $out");
+    let mut privileged = spec.clone();
+    privileged.chroot_dir.set_extension("privileged");
+    privileged.allow_new_privileges = true;
+    let mut unfiltered = spec.clone();
+    unfiltered.chroot_dir.set_extension("unfiltered");
+    unfiltered.filter_syscalls = false;
+    // Twice each, interleaved: a helper serves several builds, and spares too.
+    for _ in 0..2 {
+        assert_eq!(
+            status_of(&spec),
+            "NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+        );
+        assert_eq!(
+            status_of(&privileged),
+            "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+        );
+        assert_eq!(
+            status_of(&unfiltered),
+            "NoNewPrivs:\t0\nSeccomp:\t0\nSeccomp_filters:\t0\n"
+        );
+    }
+}
+
 #[test]
 fn private_network_cannot_reach_host_loopback() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
