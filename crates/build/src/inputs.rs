@@ -94,10 +94,10 @@ pub(crate) fn closure_in(
         }
         if !graph.contains_key(&p) {
             store.add_temp_root(&p)?;
-            let Some(info) = store.query_path_info(&p)? else {
+            let Some(references) = store.query_valid_references(&p)? else {
                 return Ok(None);
             };
-            graph.insert(p.clone(), info.references);
+            graph.insert(p.clone(), references);
         }
         todo.extend(graph[&p].iter().filter(|r| !closure.contains(*r)).cloned());
         closure.insert(p);

@@ -22,7 +22,7 @@
 //! Other processes see the outputs only once they are registered, exactly as if
 //! the build had taken that much longer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -48,8 +48,12 @@ struct Job {
     infos: Vec<PathInfo>,
     derivation_outputs: Vec<BTreeMap<String, StorePath>>,
     locks: Vec<PathLock>,
+    /// Per path: stays valid while this process lives (see [`Registrar::protect`]).
+    protected: Vec<bool>,
     sync: bool,
 }
+
+type Protected = Arc<Mutex<HashMap<StorePath, BTreeSet<StorePath>>>>;
 
 const REGISTRAR_NICENESS: i32 = 5;
 
@@ -61,6 +65,7 @@ pub(crate) struct Registrar {
     db: Arc<Mutex<Db>>,
     real_store_dir: PathBuf,
     pending: Pending,
+    protected: Protected,
     failures: Arc<Mutex<Vec<RegistrationFailure>>>,
     worker: Mutex<Option<(Sender<Job>, JoinHandle<()>)>>,
 }
@@ -71,6 +76,7 @@ impl Registrar {
             db,
             real_store_dir,
             pending: Arc::default(),
+            protected: Arc::default(),
             failures: Arc::default(),
             worker: Mutex::new(None),
         }
@@ -80,8 +86,23 @@ impl Registrar {
         lock(&self.pending).get(path).cloned()
     }
 
-    pub(crate) fn has_pending(&self) -> bool {
-        !lock(&self.pending).is_empty()
+    /// The references of `path` if it is pending or protected: valid for as long as
+    /// this process lives.
+    pub(crate) fn known_references(&self, path: &StorePath) -> Option<BTreeSet<StorePath>> {
+        // Pending before protected: the worker protects a path before it stops
+        // being pending.
+        if let Some(info) = lock(&self.pending).get(path) {
+            return Some(info.references.clone());
+        }
+        lock(&self.protected).get(path).cloned()
+    }
+
+    /// Remembers valid paths with their references that no collector deletes while
+    /// this process lives: the closure of a path it temp-rooted before it found it
+    /// valid. (Only a deletion that ignores liveness, `nix-store --delete
+    /// --ignore-liveness`, breaks this, as it breaks Nix's own path-info cache.)
+    pub(crate) fn protect(&self, rows: impl IntoIterator<Item = (StorePath, BTreeSet<StorePath>)>) {
+        lock(&self.protected).extend(rows);
     }
 
     /// Queue `infos` (already checked acyclic, with the derivation outputs to record
@@ -92,6 +113,7 @@ impl Registrar {
         infos: Vec<PathInfo>,
         derivation_outputs: Vec<BTreeMap<String, StorePath>>,
         locks: Vec<PathLock>,
+        protected: Vec<bool>,
         sync: bool,
     ) {
         // Pending before queued: the worker removes them only after committing.
@@ -106,6 +128,7 @@ impl Registrar {
             infos,
             derivation_outputs,
             locks,
+            protected,
             sync,
         };
         let mut worker = lock(&self.worker);
@@ -137,6 +160,7 @@ impl Registrar {
             db: Arc::clone(&self.db),
             real_store_dir: self.real_store_dir.clone(),
             pending: Arc::clone(&self.pending),
+            protected: Arc::clone(&self.protected),
             failures: Arc::clone(&self.failures),
         }
     }
@@ -171,6 +195,7 @@ struct Worker {
     db: Arc<Mutex<Db>>,
     real_store_dir: PathBuf,
     pending: Pending,
+    protected: Protected,
     failures: Arc<Mutex<Vec<RegistrationFailure>>>,
 }
 
@@ -213,6 +238,15 @@ impl Worker {
                     source: std::io::Error::new(*kind, message.clone()),
                 }),
             };
+            if result.is_ok() {
+                lock(&self.protected).extend(
+                    job.infos
+                        .iter()
+                        .zip(&job.protected)
+                        .filter(|(_, protected)| **protected)
+                        .map(|(info, _)| (info.path.clone(), info.references.clone())),
+                );
+            }
             {
                 let mut pending = lock(&self.pending);
                 for info in &job.infos {

@@ -313,19 +313,6 @@ impl Db {
         Ok(out)
     }
 
-    /// The closure of `path` under references, itself included, in one statement;
-    /// empty if `path` is not valid.
-    pub(crate) fn closure_of(&self, path: &StorePath) -> Result<BTreeSet<StorePath>> {
-        self.query_paths(
-            "with recursive closure(id) as ( \
-               select id from ValidPaths where path = ?1 \
-               union \
-               select reference from Refs join closure on referrer = closure.id) \
-             select path from ValidPaths join closure on ValidPaths.id = closure.id",
-            &self.full(path),
-        )
-    }
-
     /// The closure of `path` with each member's references, in one statement; empty if
     /// `path` is not valid.
     pub(crate) fn closure_graph_of(

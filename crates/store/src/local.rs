@@ -130,11 +130,30 @@ impl LocalStore {
     /// Valid, or handed over by this process for registration (see
     /// [`LocalStore::register_valid_paths_later`]).
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
-        // Pending first: the registrar commits a path before it stops being pending.
-        if self.registrar.pending_info(path).is_some() {
+        if self.registrar.known_references(path).is_some() {
             return Ok(true);
         }
         self.db().is_valid(path)
+    }
+
+    /// The references of a valid (or pending) path, `None` if it is not valid.
+    /// Answered from memory for paths this process knows to stay valid.
+    pub fn query_valid_references(&self, path: &StorePath) -> Result<Option<BTreeSet<StorePath>>> {
+        if let Some(refs) = self.registrar.known_references(path) {
+            return Ok(Some(refs));
+        }
+        let Some(info) = self.db().query_path_info(path)? else {
+            return Ok(None);
+        };
+        if self.is_temp_root(path) {
+            self.registrar
+                .protect([(path.clone(), info.references.clone())]);
+        }
+        Ok(Some(info.references))
+    }
+
+    fn is_temp_root(&self, path: &StorePath) -> bool {
+        self.temp_roots.contains(&self.layout.display(path))
     }
 
     /// As [`LocalStore::is_valid`], pending registrations included.
@@ -193,24 +212,7 @@ impl LocalStore {
         &self,
         paths: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<BTreeSet<StorePath>> {
-        if self.registrar.has_pending() {
-            return Ok(self.query_closure_graph(paths)?.into_keys().collect());
-        }
-        let db = self.db();
-        let mut closure: BTreeSet<StorePath> = BTreeSet::new();
-        for p in paths {
-            if closure.contains(p) {
-                continue;
-            }
-            // One recursive query per root: a chain of builds would otherwise ask for
-            // every path of an ever longer closure one by one.
-            let below = db.closure_of(p)?;
-            if !below.contains(p) {
-                return Err(Error::InvalidPath(self.layout.display(p)));
-            }
-            closure.extend(below);
-        }
-        Ok(closure)
+        Ok(self.query_closure_graph(paths)?.into_keys().collect())
     }
 
     /// The closure of `paths` (themselves included) with each member's references.
@@ -224,16 +226,22 @@ impl LocalStore {
             if graph.contains_key(&p) {
                 continue;
             }
-            // A pending path may refer to other pending paths; a registered one only
-            // to registered ones, whose closure one query returns.
-            if let Some(info) = self.registrar.pending_info(&p) {
-                todo.extend(info.references.iter().cloned());
-                graph.insert(p, info.references);
+            // Known paths (pending, or protected by a temp root) are walked in memory;
+            // below anything else, one recursive query returns the whole closure (a
+            // chain of builds would otherwise ask for every path of an ever longer
+            // closure one by one).
+            if let Some(refs) = self.registrar.known_references(&p) {
+                todo.extend(refs.iter().cloned());
+                graph.insert(p, refs);
                 continue;
             }
             let below = self.db().closure_graph_of(&p)?;
             if !below.contains_key(&p) {
                 return Err(Error::InvalidPath(self.layout.display(&p)));
+            }
+            if self.is_temp_root(&p) {
+                self.registrar
+                    .protect(below.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             graph.extend(below);
         }
@@ -253,7 +261,14 @@ impl LocalStore {
                 derivation_outputs,
             })
             .collect();
-        self.db().register(&batch)
+        self.db().register(&batch)?;
+        self.registrar.protect(
+            infos
+                .iter()
+                .filter(|i| self.is_temp_root(&i.path))
+                .map(|i| (i.path.clone(), i.references.clone())),
+        );
+        Ok(())
     }
 
     /// [`LocalStore::register_valid_paths`] in the background (see `background.rs`):
@@ -270,8 +285,9 @@ impl LocalStore {
         sync: bool,
     ) -> Result<()> {
         let derivation_outputs = self.derivation_outputs_of(&infos)?;
+        let protected = infos.iter().map(|i| self.is_temp_root(&i.path)).collect();
         self.registrar
-            .submit(what, infos, derivation_outputs, locks, sync);
+            .submit(what, infos, derivation_outputs, locks, protected, sync);
         Ok(())
     }
 

@@ -53,6 +53,15 @@ impl TempRoots {
         roots
     }
 
+    /// Whether this process has made `logical_path` a temp root.
+    pub(crate) fn contains(&self, logical_path: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .added
+            .contains(logical_path)
+    }
+
     /// Protect `logical_path` (a full `/nix/store/…` path) from any collector, kiln's or
     /// Nix's, from now until this process exits.
     pub(crate) fn add(&self, logical_path: &str) -> Result<()> {

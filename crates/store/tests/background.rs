@@ -143,3 +143,35 @@ fn a_cycle_is_refused_when_handed_over() {
     assert!(!store.is_valid(&a_path).unwrap());
     assert!(store.finish_registrations().is_empty());
 }
+
+/// Only what a temp root protects is answered from memory: a path this process did
+/// not temp-root can vanish (another process's collector), and then is not valid.
+#[test]
+fn only_temp_rooted_closures_are_remembered_as_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let a = object(&store, A, "a", &[]);
+    let b = object(&store, B, "b", &[&a.path]);
+    let (a_path, b_path) = (a.path.clone(), b.path.clone());
+    store.register_valid_paths(&[a, b]).unwrap();
+    let both = BTreeSet::from([a_path.clone(), b_path.clone()]);
+
+    // Unprotected: looked up, not remembered.
+    assert_eq!(store.query_closure([&b_path]).unwrap(), both);
+    assert_eq!(
+        store.query_valid_references(&b_path).unwrap(),
+        Some(BTreeSet::from([a_path.clone()]))
+    );
+    let other = LocalStore::open(tmp.path()).unwrap();
+    other.invalidate_paths(std::slice::from_ref(&b_path)).unwrap();
+    assert!(!store.is_valid(&b_path).unwrap());
+    assert_eq!(store.query_valid_references(&b_path).unwrap(), None);
+
+    // Protected: `a` is temp-rooted, so its closure stays valid for this process.
+    store.add_temp_root(&a_path).unwrap();
+    assert_eq!(
+        store.query_closure([&a_path]).unwrap(),
+        BTreeSet::from([a_path.clone()])
+    );
+    assert!(store.is_valid(&a_path).unwrap());
+}
