@@ -99,6 +99,8 @@ pub fn helper_main() -> ! {
     // live as long as this process).
     let _ = rustix::process::chdir(c"/");
     let _ = sys::close_from(3);
+    // Before the first clone: children inherit what it finds.
+    let _ = sys::ignored_signals();
     let startup = startup.and_then(|()| match kind {
         HelperKind::Filtered => crate::seccomp::install(false),
         HelperKind::Plain => Ok(()),

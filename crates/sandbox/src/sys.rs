@@ -160,20 +160,45 @@ pub(crate) fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> 
     }
 }
 
-/// Restores the default disposition of every signal and empties the signal
-/// mask, with raw syscalls. Handlers reset on exec by themselves, but
-/// *ignored* signals and the mask survive it: the Rust runtime ignores
-/// SIGPIPE, and glibc's `posix_spawn` (how the helper was started) leaves its
-/// two internal real-time signals ignored, which glibc's own `signal()`
-/// refuses to touch. Nix's builders start with nothing ignored or blocked.
+/// The signals this process ignores, found once, before the helper clones anything
+/// (it never changes a disposition afterwards, so its children inherit exactly these).
+/// Handlers reset on exec by themselves, but *ignored* signals and the mask survive
+/// it: the Rust runtime ignores SIGPIPE, and glibc's `posix_spawn` (how the helper
+/// was started) leaves its two internal real-time signals ignored, which glibc's own
+/// `signal()` refuses to touch. Nix's builders start with nothing ignored or blocked.
+pub(crate) fn ignored_signals() -> &'static [i32] {
+    static IGNORED: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    IGNORED.get_or_init(|| {
+        (1..=64)
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                let mut old = [0u64; 4];
+                // SAFETY: rt_sigaction only writes the old action into a zeroed
+                // buffer larger than the kernel's struct (new = null: no change).
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig as libc::c_long,
+                        ptr::null::<libc::c_void>(),
+                        old.as_mut_ptr(),
+                        8 as libc::c_long,
+                    )
+                };
+                // The handler is the struct's first field on every architecture.
+                r == 0 && old[0] == libc::SIG_IGN as u64
+            })
+            .collect()
+    })
+}
+
+/// Restores the default disposition of the signals in [`ignored_signals`] and
+/// empties the signal mask, with raw syscalls (one per ignored signal rather than
+/// one per signal: this runs between a build's start and its builder).
 pub(crate) fn reset_signals() {
     // A zeroed kernel `struct sigaction` is SIG_DFL with no flags and an
     // empty mask, whatever the architecture's field order.
     let default_action = [0u64; 4];
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
+    for &sig in ignored_signals() {
         // SAFETY: rt_sigaction reads a kernel sigaction from a valid, zeroed
         // buffer larger than the struct, and writes nothing (old = null).
         unsafe {

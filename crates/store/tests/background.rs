@@ -163,7 +163,9 @@ fn only_temp_rooted_closures_are_remembered_as_valid() {
         Some(BTreeSet::from([a_path.clone()]))
     );
     let other = LocalStore::open(tmp.path()).unwrap();
-    other.invalidate_paths(std::slice::from_ref(&b_path)).unwrap();
+    other
+        .invalidate_paths(std::slice::from_ref(&b_path))
+        .unwrap();
     assert!(!store.is_valid(&b_path).unwrap());
     assert_eq!(store.query_valid_references(&b_path).unwrap(), None);
 
