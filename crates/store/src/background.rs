@@ -43,14 +43,18 @@ pub struct RegistrationFailure {
 }
 
 /// One hand-over: rows to write, and the locks to release once they are written.
-struct Job {
-    what: String,
-    infos: Vec<PathInfo>,
-    derivation_outputs: Vec<BTreeMap<String, StorePath>>,
-    locks: Vec<PathLock>,
+pub(crate) struct Job {
+    /// Names the hand-over in a failure.
+    pub(crate) what: String,
+    /// Checked acyclic.
+    pub(crate) infos: Vec<PathInfo>,
+    /// Per path: what to record for a `.drv`.
+    pub(crate) derivation_outputs: Vec<BTreeMap<String, StorePath>>,
+    pub(crate) locks: Vec<PathLock>,
     /// Per path: stays valid while this process lives (see [`Registrar::protect`]).
-    protected: Vec<bool>,
-    sync: bool,
+    pub(crate) protected: Vec<bool>,
+    /// Flush the filesystem first.
+    pub(crate) sync: bool,
 }
 
 type Protected = Arc<Mutex<HashMap<StorePath, BTreeSet<StorePath>>>>;
@@ -105,32 +109,15 @@ impl Registrar {
         lock(&self.protected).extend(rows);
     }
 
-    /// Queue `infos` (already checked acyclic, with the derivation outputs to record
-    /// for any `.drv` among them) for registration.
-    pub(crate) fn submit(
-        &self,
-        what: String,
-        infos: Vec<PathInfo>,
-        derivation_outputs: Vec<BTreeMap<String, StorePath>>,
-        locks: Vec<PathLock>,
-        protected: Vec<bool>,
-        sync: bool,
-    ) {
+    /// Queues `job` for registration; its paths are pending from now on.
+    pub(crate) fn submit(&self, job: Job) {
         // Pending before queued: the worker removes them only after committing.
         {
             let mut pending = lock(&self.pending);
-            for info in &infos {
+            for info in &job.infos {
                 pending.insert(info.path.clone(), info.clone());
             }
         }
-        let job = Job {
-            what,
-            infos,
-            derivation_outputs,
-            locks,
-            protected,
-            sync,
-        };
         let mut worker = lock(&self.worker);
         if worker.is_none() {
             let (tx, rx) = mpsc::channel();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kiln_hash::Hash;
 use kiln_store_path::{StoreDir, StorePath};
 
-use crate::background::{Registrar, RegistrationFailure, SYNC_CONTEXT};
+use crate::background::{Job, Registrar, RegistrationFailure, SYNC_CONTEXT};
 use crate::db::{Db, GraphRow, Registration, CA_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
@@ -286,8 +286,14 @@ impl LocalStore {
     ) -> Result<()> {
         let derivation_outputs = self.derivation_outputs_of(&infos)?;
         let protected = infos.iter().map(|i| self.is_temp_root(&i.path)).collect();
-        self.registrar
-            .submit(what, infos, derivation_outputs, locks, protected, sync);
+        self.registrar.submit(Job {
+            what,
+            infos,
+            derivation_outputs,
+            locks,
+            protected,
+            sync,
+        });
         Ok(())
     }
 
