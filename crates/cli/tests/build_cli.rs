@@ -198,20 +198,18 @@ fn outputs_equal_nix_sandboxed_builds() {
 #[test]
 fn failing_builder_reports_and_leaves_nothing() {
     let (tmp, busybox, store) = scratch();
-    let expr = tmp.path().join("fail.nix");
-    std::fs::write(
-        &expr,
+    let drv = instantiate_text(
+        tmp.path(),
+        "fail.nix",
         r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in
 derivation { name = "fails"; system = "x86_64-linux"; builder = "${bb}/sh";
   args = [ "-c" "mkdir $out; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ]; }"#,
-    )
-    .unwrap();
-    let drv = instantiate(&store, &expr, &busybox, None);
-    let build_tmp = tmp.path().join("buildtmp");
-    std::fs::create_dir(&build_tmp).unwrap();
-    let out = kiln()
-        .env("TMPDIR", &build_tmp)
-        .args(["--store", s(&store), "build", "--no-link", drv.trim()])
+        &store,
+        &busybox,
+    );
+    let build_tmp = build_tmp(tmp.path());
+    let out = kiln_build(&store, &build_tmp)
+        .arg(drv.trim())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -564,19 +562,17 @@ in derivation { name = "b"; system = "x86_64-linux"; builder = "${bb}/sh"; args 
 #[test]
 fn interrupt_kills_builders_and_cleans_up() {
     let (tmp, busybox, store) = scratch();
-    let expr = tmp.path().join("i.nix");
-    std::fs::write(
-        &expr,
+    let drv = instantiate_text(
+        tmp.path(),
+        "i.nix",
         r#"{ busybox }: let bb = builtins.path { path = busybox; name = "busybox"; }; in
 derivation { name = "forever"; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" "mkdir $out; echo started; sleep 3600" ]; }"#,
-    )
-    .unwrap();
-    let drv = instantiate(&store, &expr, &busybox, None);
-    let build_tmp = tmp.path().join("buildtmp");
-    std::fs::create_dir(&build_tmp).unwrap();
-    let child = kiln()
-        .env("TMPDIR", &build_tmp)
-        .args(["--store", s(&store), "build", "--no-link", "-L", drv.trim()])
+        &store,
+        &busybox,
+    );
+    let build_tmp = build_tmp(tmp.path());
+    let child = kiln_build(&store, &build_tmp)
+        .args(["-L", drv.trim()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

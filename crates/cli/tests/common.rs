@@ -135,6 +135,37 @@ pub fn instantiate(store: &Path, expr: &Path, busybox: &Path, attr: Option<&str>
     nix_ok("nix-instantiate", &args).trim().to_string()
 }
 
+/// `expr` (a function of `busybox`) written to `tmp/<file>` and instantiated into
+/// `store`; the `.drv` path.
+pub fn instantiate_text(
+    tmp: &Path,
+    file: &str,
+    expr: &str,
+    store: &Path,
+    busybox: &Path,
+) -> String {
+    let path = tmp.join(file);
+    std::fs::write(&path, expr).unwrap();
+    instantiate(store, &path, busybox, None)
+}
+
+/// A fresh `tmp/buildtmp`, to be the builds' `$TMPDIR`, so that a test sees every
+/// build directory its builds leave.
+pub fn build_tmp(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("buildtmp");
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// `kiln --store STORE build --no-link` with its build directories in `build_tmp`.
+pub fn kiln_build(store: &Path, build_tmp: &Path) -> Command {
+    let mut command = kiln();
+    command
+        .env("TMPDIR", build_tmp)
+        .args(["--store", s(store), "build", "--no-link"]);
+    command
+}
+
 /// No store entry matching `leftover` and no build directory remain after a build.
 pub fn assert_nothing_left(store: &Path, build_tmp: &Path, leftover: impl Fn(&str) -> bool) {
     let left: Vec<String> = std::fs::read_dir(store.join("nix/store"))

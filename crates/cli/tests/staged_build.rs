@@ -107,12 +107,9 @@ fn staged_step_whose_input_fails_leaves_nothing() {
             "c",
         ],
     );
-    let build_tmp = tmp.path().join("buildtmp");
-    std::fs::create_dir(&build_tmp).unwrap();
-    let out = kiln()
-        .env("TMPDIR", &build_tmp)
-        .args(["--store", s(&store), "build", "--no-link", "-j", "2"])
-        .arg(c_drv.trim())
+    let build_tmp = build_tmp(tmp.path());
+    let out = kiln_build(&store, &build_tmp)
+        .args(["-j", "2", c_drv.trim()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -126,10 +123,8 @@ fn staged_step_whose_input_fails_leaves_nothing() {
         n.ends_with(".chroot") || n.contains("kiln-chroot-trash")
     });
     // No lock of `b` survived the first run: the second fails on `a` again.
-    let again = kiln()
-        .env("TMPDIR", &build_tmp)
-        .args(["--store", s(&store), "build", "--no-link", "-j", "2"])
-        .arg(c_drv.trim())
+    let again = kiln_build(&store, &build_tmp)
+        .args(["-j", "2", c_drv.trim()])
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -140,9 +135,9 @@ fn staged_step_whose_input_fails_leaves_nothing() {
 #[test]
 fn interrupt_with_a_staged_step_leaves_nothing() {
     let (tmp, busybox, store) = scratch();
-    let expr = tmp.path().join("forever.nix");
-    std::fs::write(
-        &expr,
+    let drv = instantiate_text(
+        tmp.path(),
+        "forever.nix",
         r#"{ busybox }: let
   bb = builtins.path { path = busybox; name = "busybox"; };
   mk = name: script: derivation {
@@ -151,14 +146,12 @@ fn interrupt_with_a_staged_step_leaves_nothing() {
   a = mk "forever" "mkdir $out; sleep 3600";
 in mk "after" "cat ${a} > $out"
 "#,
-    )
-    .unwrap();
-    let drv = instantiate(&store, &expr, &busybox, None);
-    let build_tmp = tmp.path().join("buildtmp");
-    std::fs::create_dir(&build_tmp).unwrap();
-    let child = kiln()
-        .env("TMPDIR", &build_tmp)
-        .args(["--store", s(&store), "build", "--no-link", "-j", "2", &drv])
+        &store,
+        &busybox,
+    );
+    let build_tmp = build_tmp(tmp.path());
+    let child = kiln_build(&store, &build_tmp)
+        .args(["-j", "2", &drv])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
