@@ -100,10 +100,10 @@ fn sandboxed_step(
         ),
         (b"PATH".to_vec(), b"/path-not-set".to_vec()),
     ];
-    spec.inputs.push(InputPath {
-        name: "00000000000000000000000000000000-busybox".into(),
-        host_path: busybox.to_path_buf(),
-    });
+    spec.inputs.push(InputPath::new(
+        "00000000000000000000000000000000-busybox",
+        busybox.to_path_buf(),
+    ));
     // Timed: what a build step waits for. Removing the build directory and recycling
     // the chroot happen off that path in kiln, so they are left out.
     let mut start = Instant::now();

@@ -14,21 +14,29 @@ use crate::realise::KnownOutputs;
 /// Store paths and their references.
 pub(crate) type ReferenceGraph = BTreeMap<StorePath, BTreeSet<StorePath>>;
 
-/// What of the input closure exists while input derivations are still being
-/// built: the valid inputs, and for each input derivation not built yet, its
-/// own valid inputs (all that its outputs can refer to besides themselves), each
-/// temp-rooted before it is checked, closed under references.
-pub(crate) fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<ReferenceGraph> {
+/// What of the input closure exists while input derivations are still being built.
+pub(crate) struct Provisional {
+    /// The valid inputs, and for each input derivation not built yet, its own valid
+    /// inputs (all that its outputs can refer to besides themselves), each
+    /// temp-rooted before it is checked, closed under references.
+    pub(crate) graph: ReferenceGraph,
+    /// The part of it that is certainly in the final closure: the closure of the
+    /// valid input sources and input derivation outputs (the rest is a guess).
+    pub(crate) settled: BTreeSet<StorePath>,
+}
+
+pub(crate) fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Result<Provisional> {
     let mut direct: Vec<StorePath> = Vec::new();
-    let mut add_if_valid = |p: &StorePath| -> Result<()> {
+    let mut guessed: Vec<StorePath> = Vec::new();
+    let add_if_valid = |p: &StorePath, to: &mut Vec<StorePath>| -> Result<()> {
         store.add_temp_root(p)?;
         if store.is_valid(p)? {
-            direct.push(p.clone());
+            to.push(p.clone());
         }
         Ok(())
     };
     for p in &drv.input_srcs {
-        add_if_valid(p)?;
+        add_if_valid(p, &mut direct)?;
     }
     for (input_drv, node) in &drv.input_drvs {
         let input = store.read_derivation(input_drv)?;
@@ -36,26 +44,29 @@ pub(crate) fn provisional_closure(store: &LocalStore, drv: &Derivation) -> Resul
         let mut pending = false;
         for output in &node.outputs {
             match produced.get(output) {
-                Some(p) if store.is_valid(p)? => add_if_valid(p)?,
+                Some(p) if store.is_valid(p)? => add_if_valid(p, &mut direct)?,
                 _ => pending = true,
             }
         }
         if pending {
             for p in &input.input_srcs {
-                add_if_valid(p)?;
+                add_if_valid(p, &mut guessed)?;
             }
             for (its_input, its_node) in &input.input_drvs {
                 let its = store.read_derivation(its_input)?;
                 let produced = known_outputs(store, its_input, &its)?;
                 for output in &its_node.outputs {
                     if let Some(p) = produced.get(output) {
-                        add_if_valid(p)?;
+                        add_if_valid(p, &mut guessed)?;
                     }
                 }
             }
         }
     }
-    Ok(store.query_closure_graph(&direct)?)
+    let all: Vec<StorePath> = direct.iter().chain(&guessed).cloned().collect();
+    let mut graph = store.query_closure_graph(&all)?;
+    let settled = closure_in(store, &mut graph, &direct)?.unwrap_or_default();
+    Ok(Provisional { graph, settled })
 }
 
 /// Input sources plus the outputs of input derivations, closed under references; each

@@ -19,7 +19,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::export_graph::{export_references_graph, export_references_json};
 use crate::inputs::{
     closure_in, direct_inputs, input_closure, provisional_closure, sandbox_paths_closure,
-    ReferenceGraph,
+    Provisional,
 };
 use crate::log::BuildLog;
 use crate::outputs::{process_outputs, RawOutput};
@@ -121,7 +121,7 @@ pub fn realise(
     echo: Option<Box<dyn Write + Send>>,
 ) -> Result<Realised> {
     let drv_str = store.layout().display(drv_path);
-    let inputs = || input_closure(store, drv, known_inputs, &drv_str);
+    let inputs = || Ok((input_closure(store, drv, known_inputs, &drv_str)?, None));
     match stage(store, settings, drv_path, drv, inputs)? {
         Claim::Valid(outputs) => Ok(Realised::Valid(outputs)),
         Claim::Locked => Ok(Realised::Locked),
@@ -144,18 +144,13 @@ pub fn stage_ahead(
     if exports_references_graph(drv) {
         return Ok(None);
     }
-    let mut graph = None;
     let inputs = || {
         let provisional = provisional_closure(store, drv)?;
-        let closure = provisional.keys().cloned().collect();
-        graph = Some(provisional);
-        Ok(closure)
+        let closure = provisional.graph.keys().cloned().collect();
+        Ok((closure, Some(provisional)))
     };
     match stage(store, settings, drv_path, drv, inputs)? {
-        Claim::Staged(mut staged) => {
-            staged.graph = graph;
-            Ok(Some(*staged))
-        }
+        Claim::Staged(staged) => Ok(Some(*staged)),
         Claim::Valid(_) | Claim::Locked => Ok(None),
     }
 }
@@ -194,7 +189,7 @@ pub struct Staged {
     inputs: BTreeSet<StorePath>,
     /// Staged ahead: `inputs` is only what existed then, with its references, from
     /// which the real closure is found once the rest is built.
-    graph: Option<ReferenceGraph>,
+    provisional: Option<Provisional>,
 }
 
 fn stage(
@@ -202,7 +197,7 @@ fn stage(
     settings: &BuildSettings,
     drv_path: &StorePath,
     drv: &Derivation,
-    inputs: impl FnOnce() -> Result<BTreeSet<StorePath>>,
+    inputs: impl FnOnce() -> Result<(BTreeSet<StorePath>, Option<Provisional>)>,
 ) -> Result<Claim> {
     let drv_str = store.layout().display(drv_path);
     if interrupted() {
@@ -255,7 +250,7 @@ fn stage(
     for path in outputs.values() {
         kiln_store::remove_tree(&store.layout().real_path(path))?;
     }
-    let input_closure = inputs()?;
+    let (input_closure, provisional) = inputs()?;
     let user = BuildUser::acquire(&settings.global_state_dir)?;
     let build_dir = make_build_dir(settings, drv_path, &user)?;
     let chroot_dir = store
@@ -273,7 +268,7 @@ fn stage(
         chroot_dir,
         sandbox: None,
         inputs: input_closure,
-        graph: None,
+        provisional,
     };
     staged.sandbox = Some(start_sandbox(store, settings, drv, &staged)?);
     Ok(Claim::Staged(Box::new(staged)))
@@ -342,7 +337,7 @@ impl Staged {
             source,
         };
         let result = (|| {
-            if let Some(graph) = self.graph.as_mut() {
+            if let Some(Provisional { graph, .. }) = self.provisional.as_mut() {
                 let direct = direct_inputs(store, drv, known_inputs, &self.drv_str)?;
                 let closure = match closure_in(store, graph, &direct)? {
                     Some(closure) => closure,
@@ -350,7 +345,7 @@ impl Staged {
                 };
                 if closure != self.inputs {
                     self.inputs = closure;
-                    let inputs = sandbox_inputs(store, settings, &self.inputs)?;
+                    let inputs = sandbox_inputs(store, settings, &self.inputs, None)?;
                     prepared.replace_inputs(&inputs).map_err(sandbox_err)?;
                 }
             }
@@ -462,7 +457,8 @@ fn start_sandbox(
     );
     spec.args = drv.args.iter().map(|a| a.to_vec()).collect();
     spec.env = env;
-    spec.inputs = sandbox_inputs(store, settings, &staged.inputs)?;
+    let settled = staged.provisional.as_ref().map(|p| &p.settled);
+    spec.inputs = sandbox_inputs(store, settings, &staged.inputs, settled)?;
     // A source named by its logical store path is where the store really is (for a
     // store whose root is not `/`; Nix 2.8 would bind the logical path of the host).
     spec.sandbox_paths = settings
@@ -501,25 +497,24 @@ fn start_sandbox(
 
 /// The store paths the chroot shows: the input closure plus, as in Nix, the
 /// closure of store paths among the `sandbox-paths` sources
-/// (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries).
+/// (`/bin/sh=/nix/store/…-bash/bin/sh` needs bash's libraries). With `settled`,
+/// the closure is a guess of which only those are certain.
 fn sandbox_inputs(
     store: &LocalStore,
     settings: &BuildSettings,
     input_closure: &BTreeSet<StorePath>,
+    settled: Option<&BTreeSet<StorePath>>,
 ) -> Result<Vec<InputPath>> {
     let mut inputs: Vec<InputPath> = input_closure
         .iter()
         .map(|p| InputPath {
-            name: p.base_name().to_string(),
-            host_path: store.layout().real_path(p),
+            provisional: settled.is_some_and(|s| !s.contains(p)),
+            ..InputPath::new(p.base_name(), store.layout().real_path(p))
         })
         .collect();
     for p in sandbox_paths_closure(store, &settings.sandbox_paths)? {
         if !input_closure.contains(&p) {
-            inputs.push(InputPath {
-                name: p.base_name().to_string(),
-                host_path: store.layout().real_path(&p),
-            });
+            inputs.push(InputPath::new(p.base_name(), store.layout().real_path(&p)));
         }
     }
     Ok(inputs)

@@ -171,3 +171,67 @@ in mk "after" "cat ${a} > $out"
     });
     assert_store_verifies(&store);
 }
+
+/// `b` is staged while `a` runs, so `a`'s directory output reaches `b`'s sandbox only
+/// when `a` is done (after the sandbox pivoted, when the caller is root). It must be
+/// mounted as the inputs bound at the start are: same parent (the store mount), same
+/// options, same propagation (a peer group of its own, not the host's), same
+/// filesystem.
+#[test]
+fn late_directory_input_is_mounted_like_the_others() {
+    let (tmp, busybox, store) = scratch();
+    let drv = instantiate_text(
+        tmp.path(),
+        "late-dir.nix",
+        r#"{ busybox }:
+let
+  bb = builtins.path { path = busybox; name = "busybox"; };
+  mk = name: script: derivation {
+    inherit name; system = "x86_64-linux"; builder = "${bb}/sh"; args = [ "-c" script ];
+  };
+  a = mk "a" "sleep 0.4; mkdir $out; echo from-a > $out/f";
+in mk "b" ''
+  cat ${a}/f > $out
+  grep -F -e " ${bb} " /proc/self/mountinfo >> $out
+  grep -F -e " ${a} " /proc/self/mountinfo >> $out
+''
+"#,
+        &store,
+        &busybox,
+    );
+    let out = kiln_ok(&["--store", s(&store), "build", "--no-link", "-j", "2", &drv]);
+    let text = std::fs::read_to_string(store.join(out.trim().trim_start_matches('/'))).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one mount each for busybox and a:\n{text}");
+    assert_eq!(lines[0], "from-a");
+    // Mount id, parent id, device, root, mount point, options, optional fields,
+    // "-", filesystem type, source, superblock options.
+    let shape = |line: &str| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-").expect("a separator");
+        let optional: Vec<String> = fields[6..dash]
+            .iter()
+            .map(|f| f.split(':').next().unwrap().to_string())
+            .collect();
+        (
+            fields[1].to_string(),
+            fields[5].to_string(),
+            optional,
+            fields[dash + 1..].join(" "),
+        )
+    };
+    let (early, late) = (shape(lines[1]), shape(lines[2]));
+    assert_eq!(late, early, "a's mount differs from busybox's:\n{text}");
+    assert_eq!(late.2, vec!["shared".to_string()], "{text}");
+    let group = |line: &str| {
+        line.split(' ')
+            .find(|f| f.starts_with("shared:"))
+            .map(str::to_string)
+    };
+    assert_ne!(
+        group(lines[1]),
+        group(lines[2]),
+        "each input bind is a peer group of its own:\n{text}"
+    );
+    assert_store_verifies(&store);
+}

@@ -10,7 +10,11 @@
 //! the maps while the child mounts, and the child waits only before `setuid`.
 //! The builder cannot observe the difference.
 
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
@@ -174,6 +178,57 @@ fn sys_fail(what: &str, e: impl Into<std::io::Error>) -> String {
 
 enum Never {}
 
+/// Nix opens /dev/null for stdin before any mounts, in the first mount
+/// namespace, which Nix keeps alive (for recursive Nix) while the builder
+/// runs, so `readlink /proc/self/fd/0` says `/dev/null`. Here that namespace
+/// is gone by now and the same open would read `/null` (a detached mount);
+/// opening the sandbox's own /dev/null (a bind of the same host node) gives
+/// the builder the same file under the same name.
+fn open_stdin() -> Result<(), String> {
+    let null = rustix::fs::open(
+        c"/dev/null",
+        rustix::fs::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| sys_fail("cannot open '/dev/null'", e))?;
+    sys::dup_onto(null.as_raw_fd(), 0, false)
+        .map_err(|e| sys_fail("cannot dup null device into stdin", e))
+}
+
+/// The `count` detached mounts that follow the inputs message after an early
+/// pivot, in its order.
+fn receive_trees(go: BorrowedFd<'_>, count: usize) -> Result<Vec<OwnedFd>, String> {
+    let mut trees = Vec::with_capacity(count);
+    while trees.len() < count {
+        let mut byte = [0u8];
+        let mut space =
+            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(crate::run::TREES_PER_MESSAGE))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = match rustix::net::recvmsg(
+            go,
+            &mut [IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(sys_fail("receiving the sandbox inputs", e)),
+            Ok(msg) => msg,
+        };
+        if received.bytes == 0 {
+            return Err("the sandbox inputs were cut short".into());
+        }
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                trees.extend(fds);
+            }
+        }
+    }
+    if trees.len() != count {
+        return Err("the sandbox inputs came with the wrong number of mounts".into());
+    }
+    Ok(trees)
+}
+
 fn set_names() -> Result<(), String> {
     // Nix passes sizeof() of the literals, i.e. including the NUL.
     rustix::system::sethostname(b"localhost\0").map_err(|e| sys_fail("cannot set host name", e))?;
@@ -204,32 +259,36 @@ fn setup(
 
     mounts::setup(plan)?;
     // The store's inputs may not exist yet (the build was prepared while they
-    // were being built): wait for the caller to send their binds. They are
-    // all below the store mount, so the builder's mount table ends up in the
-    // same tree order as if they had been mounted with the rest.
-    let Some(inputs) = receive_inputs(go.as_fd())? else {
-        sys::exit_now(0)
-    };
-    // Before `close_from` below, which would leave this owner a stale number.
-    drop(go);
-    mounts::bind_all(&inputs)?;
-    mounts::pivot(plan)?;
-
-    // Nix opens /dev/null for stdin before any of the above, in the first
-    // mount namespace, which Nix keeps alive (for recursive Nix) while the
-    // builder runs, so `readlink /proc/self/fd/0` says `/dev/null`. Here that
-    // namespace is gone by now and the same open would read `/null` (a
-    // detached mount); opening the sandbox's own /dev/null (a bind of the same
-    // host node) gives the builder the same file under the same name.
-    let null = rustix::fs::open(
-        c"/dev/null",
-        rustix::fs::OFlags::RDWR,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| sys_fail("cannot open '/dev/null'", e))?;
-    sys::dup_onto(null.as_raw_fd(), 0, false)
-        .map_err(|e| sys_fail("cannot dup null device into stdin", e))?;
-    drop(null);
+    // were being built): wait for the caller to send what is still missing.
+    if plan.has(flags::EARLY_PIVOT) {
+        mounts::pivot(plan)?;
+        open_stdin()?;
+        let Some(inputs) = receive_inputs(go.as_fd())? else {
+            sys::exit_now(0)
+        };
+        let trees = receive_trees(go.as_fd(), inputs.len())?;
+        // Before `close_from` below, which would leave this owner a stale number.
+        drop(go);
+        for (input, tree) in inputs.iter().zip(&trees) {
+            sys::attach_tree(tree, &input.target).map_err(|e| {
+                sys_fail(
+                    &format!("attaching input '{}'", input.target.to_string_lossy()),
+                    e,
+                )
+            })?;
+        }
+    } else {
+        // Binds from host paths, all below the store mount, so the builder's
+        // mount table ends up in the same tree order as if they had been
+        // mounted with the rest.
+        let Some(inputs) = receive_inputs(go.as_fd())? else {
+            sys::exit_now(0)
+        };
+        drop(go);
+        mounts::bind_all(&inputs)?;
+        mounts::pivot(plan)?;
+        open_stdin()?;
+    }
 
     // The helper writes a byte once the uid/gid maps are in place (EOF means
     // it died without doing so).

@@ -16,11 +16,16 @@ pub(crate) mod flags {
     pub const ALLOW_NEW_PRIVILEGES: u32 = 1 << 3;
     pub const LINUX32: u32 = 1 << 4;
     pub const UNAME26: u32 = 1 << 5;
+    /// Everything but the inputs found late is in the plan: pivot before `go`,
+    /// which then brings those inputs as detached mounts (see `Prepared::late_binds`).
+    pub const EARLY_PIVOT: u32 = 1 << 6;
 }
 
 const MAGIC: &[u8; 8] = b"kilnsbx1";
 
 /// One bind mount, with host paths on both sides (target already under the chroot).
+/// On `go` after an early pivot, `source` is empty (the tree comes as a descriptor)
+/// and `target` is the path inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Bind {
     pub source: CString,

@@ -49,6 +49,8 @@ pub struct Prepared {
     pub(crate) store_dir: PathBuf,
     /// The inputs now in the chroot's store (a link, or a mount point to bind).
     pub(crate) inputs: Vec<PlacedInput>,
+    /// The sandbox pivots before `go` (plan flag `EARLY_PIVOT`).
+    pub(crate) pivots_early: bool,
     /// Binds below the store that are not inputs (`sandbox-paths` entries):
     /// inside path, source, optional.
     pub(crate) other_store_binds: Vec<(Vec<u8>, PathBuf, bool)>,
@@ -79,8 +81,11 @@ impl Prepared {
 pub(crate) struct PlacedInput {
     pub(crate) name: String,
     pub(crate) host_path: PathBuf,
-    /// Bound at start (a directory) rather than linked (anything else).
+    /// Bound (a directory) rather than linked (anything else).
     pub(crate) is_dir: bool,
+    /// Bound by the plan itself, before `go` (early pivot, not provisional):
+    /// it cannot be taken out again.
+    pub(crate) bound_early: bool,
 }
 
 impl Prepared {
@@ -94,6 +99,12 @@ impl Prepared {
         for placed in std::mem::take(&mut self.inputs) {
             match wanted.get(placed.name.as_str()) {
                 Some(i) if i.host_path == placed.host_path => kept.push(placed),
+                _ if placed.bound_early => {
+                    return Err(Error::InvalidSpec(format!(
+                        "input '{}' was not provisional but is no longer an input",
+                        placed.host_path.display()
+                    )))
+                }
                 _ => {
                     let at = self.inside_store(&placed.name);
                     let removed = if placed.is_dir {
@@ -108,10 +119,44 @@ impl Prepared {
         let have: std::collections::BTreeSet<String> =
             kept.iter().map(|p| p.name.clone()).collect();
         for input in inputs.iter().filter(|i| !have.contains(&i.name)) {
-            kept.push(place_input(&self.chroot_dir, &self.store_dir, input)?);
+            kept.push(place_input(
+                &self.chroot_dir,
+                &self.store_dir,
+                input,
+                false,
+            )?);
         }
         self.inputs = kept;
         Ok(())
+    }
+
+    /// What `go` must still mount: after an early pivot, the directory inputs
+    /// not bound yet (`source` empty, `target` inside the sandbox); otherwise
+    /// every bind below the store.
+    pub(crate) fn late_binds(&self) -> Vec<Bind> {
+        if !self.pivots_early {
+            return self.store_binds();
+        }
+        self.inputs
+            .iter()
+            .filter(|i| i.is_dir && !i.bound_early)
+            .map(|i| Bind {
+                source: CString::default(),
+                target: cstring(bytes(&self.store_dir.join(&i.name))),
+                optional: false,
+            })
+            .collect()
+    }
+
+    /// The host path of the late input at `target` (inside the sandbox).
+    pub(crate) fn late_source(&self, target: &[u8]) -> Option<&Path> {
+        let name = target
+            .strip_prefix(bytes(&self.store_dir))?
+            .strip_prefix(b"/")?;
+        self.inputs
+            .iter()
+            .find(|i| i.name.as_bytes() == name)
+            .map(|i| i.host_path.as_path())
     }
 
     /// The binds below the store, in Nix's order (byte order of the inside path).
@@ -145,8 +190,13 @@ impl Prepared {
 }
 
 /// Links a non-directory input into the chroot's store, or makes the mount
-/// point for a directory.
-fn place_input(chroot: &Path, store_dir: &Path, input: &InputPath) -> Result<PlacedInput, Error> {
+/// point for a directory (`bind_early`: in the plan's binds).
+fn place_input(
+    chroot: &Path,
+    store_dir: &Path,
+    input: &InputPath,
+    bind_early: bool,
+) -> Result<PlacedInput, Error> {
     let target = join_inside(chroot, &store_dir.join(&input.name));
     let meta = fs::symlink_metadata(&input.host_path)
         .map_err(|e| Error::fs("getting attributes of path", &input.host_path, e))?;
@@ -159,6 +209,7 @@ fn place_input(chroot: &Path, store_dir: &Path, input: &InputPath) -> Result<Pla
         name: input.name.clone(),
         host_path: input.host_path.clone(),
         is_dir: meta.is_dir(),
+        bound_early: bind_early && meta.is_dir() && !input.provisional,
     })
 }
 
@@ -169,6 +220,7 @@ struct HostFacts {
     dev_shm: bool,
     dev_pts_ptmx: bool,
     dev_kvm: bool,
+    detached_mounts: bool,
 }
 
 fn host_facts() -> &'static HostFacts {
@@ -181,6 +233,7 @@ fn host_facts() -> &'static HostFacts {
         dev_shm: Path::new("/dev/shm").exists(),
         dev_pts_ptmx: Path::new("/dev/pts/ptmx").exists(),
         dev_kvm: Path::new("/dev/kvm").exists(),
+        detached_mounts: crate::sys::detached_mounts_supported(),
     })
 }
 
@@ -213,6 +266,9 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
     let facts = host_facts();
     let is_root = rustix::process::geteuid().is_root();
     let userns = facts.user_namespaces;
+    // Only a privileged caller can hand the sandbox the inputs found after it
+    // pivoted (see `sys::detached_tree`).
+    let pivots_early = spec.pivot_early && is_root && facts.detached_mounts;
     let chroot = spec.chroot_dir.as_path();
     let group = match &spec.group {
         Some(text) => text.clone(),
@@ -321,12 +377,13 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             is_dir: Some(true),
         },
     );
-    // Inputs are placed now but bound only when the sandbox goes on (see
-    // `Prepared::store_binds`); a configured entry at an input's path loses.
+    // Inputs are placed now; without an early pivot they are bound only when
+    // the sandbox goes on (see `Prepared::late_binds`). A configured entry at
+    // an input's path loses.
     let mut inputs = Vec::with_capacity(spec.inputs.len());
     for input in &spec.inputs {
         dirs.remove(bytes(&spec.store_dir.join(&input.name)));
-        inputs.push(place_input(chroot, &spec.store_dir, input)?);
+        inputs.push(place_input(chroot, &spec.store_dir, input, pivots_early)?);
     }
 
     // What Nix's child adds with `emplace` (never replacing a configured
@@ -426,6 +483,29 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
             optional: source.optional,
         });
     }
+    if pivots_early {
+        // All in the plan, in Nix's order (the namespace copy after the pivot
+        // lists them in tree order whatever order they were made in, but a
+        // bind must follow the one it lies in).
+        binds.extend(
+            other_store_binds
+                .drain(..)
+                .map(|(inside, host, optional)| Bind {
+                    source: cstring(bytes(&host)),
+                    target: cstring(bytes(&join_inside(
+                        chroot,
+                        Path::new(OsStr::from_bytes(&inside)),
+                    ))),
+                    optional,
+                }),
+        );
+        binds.extend(inputs.iter().filter(|i| i.bound_early).map(|i| Bind {
+            source: cstring(bytes(&i.host_path)),
+            target: cstring(bytes(&join_inside(chroot, &spec.store_dir.join(&i.name)))),
+            optional: false,
+        }));
+        binds.sort_by(|a, b| a.target.cmp(&b.target));
+    }
     let passwd_path = chroot.join("etc/passwd");
     if fresh {
         create_dirs(&chroot.join("proc"))?;
@@ -446,6 +526,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         (spec.allow_new_privileges, flags::ALLOW_NEW_PRIVILEGES),
         (spec.personality.linux32, flags::LINUX32),
         (spec.personality.uname26, flags::UNAME26),
+        (pivots_early, flags::EARLY_PIVOT),
     ] {
         if on {
             plan_flags |= flag;
@@ -508,6 +589,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         pty_owner: is_root.then_some(spec.host_uid),
         store_dir: spec.store_dir.clone(),
         inputs,
+        pivots_early,
         other_store_binds,
         timeout: spec.timeout,
         max_silent_time: spec.max_silent_time,

@@ -6,11 +6,16 @@
 //! is close-on-exec, and the builder (a sibling of the helper, cloned with
 //! `CLONE_PARENT`) is reaped by pid, never by `wait(-1)`.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{IoSlice, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
@@ -19,7 +24,7 @@ use crate::error::Error;
 use crate::prepare::Prepared;
 use crate::pump::{self, End, Limits};
 use crate::spec::SandboxSpec;
-use crate::{plan, pty, status, zygote};
+use crate::{plan, pty, status, sys, zygote};
 
 /// How a sandboxed run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,8 +127,15 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     let pty = pty::open(prepared.pty_owner)?;
     let (status_read, status_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating the status pipe", e))?;
-    let (go_read, go_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
-        .map_err(|e| Error::sys("creating the inputs pipe", e))?;
+    // A socket rather than a pipe: inputs found after an early pivot travel as
+    // descriptors of detached mounts.
+    let (go_read, go_write) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("creating the inputs socket", e))?;
     zygote::submit(
         helper_exe,
         prepared.helper,
@@ -140,6 +152,35 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     })
 }
 
+/// Writes the `go` message, then `trees` in order, a few per one-byte message.
+fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io::Result<()> {
+    let mut sent = 0;
+    while sent < message.len() {
+        match rustix::net::send(go, &message[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for chunk in trees.chunks(TREES_PER_MESSAGE) {
+        let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|t| t.as_fd()).collect();
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(TREES_PER_MESSAGE))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let pushed = control.push(SendAncillaryMessage::ScmRights(&fds));
+        debug_assert!(pushed, "cmsg space is sized for a full chunk");
+        let message = [IoSlice::new(b"t")];
+        while let Err(e) = rustix::net::sendmsg(go, &message, &mut control, SendFlags::NOSIGNAL) {
+            if e != Errno::INTR {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Descriptors per message of [`send_inputs`] (the child reads as many).
+pub(crate) const TREES_PER_MESSAGE: usize = 32;
+
 /// A sandbox started by [`launch`] and waiting for its store inputs.
 #[derive(Debug)]
 pub struct Launched {
@@ -155,11 +196,28 @@ impl Launched {
     /// one this sandbox was launched with. Time limits count from here.
     pub fn go(mut self, prepared: &Prepared, log: &mut dyn Write) -> Result<Outcome, Error> {
         let started = Instant::now();
+        let binds = prepared.late_binds();
+        let trees = if prepared.pivots_early {
+            binds
+                .iter()
+                .map(|bind| {
+                    let source = prepared
+                        .late_source(bind.target.as_bytes())
+                        .expect("late binds name placed inputs");
+                    let source_c = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
+                        .map_err(|_| Error::InvalidSpec(format!("NUL in {}", source.display())))?;
+                    sys::detached_tree(&source_c)
+                        .map_err(|e| Error::fs("cloning the mount of input", source, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let go = self.go.take().expect("go runs once");
-        let message = plan::encode_binds(&prepared.store_binds());
         // A child that died during setup closed its end: its error follows on
         // the status pipe.
-        let _ = std::fs::File::from(go).write_all(&message);
+        let _ = send_inputs(go.as_fd(), &plan::encode_binds(&binds), &trees);
+        drop((go, trees));
         let status_read = self.status.take().expect("go runs once");
         let mut status_bytes = Vec::new();
         std::fs::File::from(status_read)

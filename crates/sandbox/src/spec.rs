@@ -68,6 +68,11 @@ pub struct SandboxSpec {
     pub allow_new_privileges: bool,
     /// Personality tweaks derived from the derivation's platform.
     pub personality: Personality,
+    /// Let the sandbox pivot into the chroot before [`crate::Launched::go`], when
+    /// the host allows it (see `Prepared::pivots_early`): inputs found only then
+    /// are attached as detached mounts. Off, everything from the store's binds on
+    /// waits for `go`, which is slower but needs no privileges in the caller.
+    pub pivot_early: bool,
 }
 
 /// One store path of the input closure.
@@ -77,6 +82,21 @@ pub struct InputPath {
     pub name: String,
     /// Where the path really is on the host (`<realStoreDir>/<name>`).
     pub host_path: PathBuf,
+    /// Only a guess of a build prepared ahead: it may be dropped by
+    /// [`crate::Prepared::replace_inputs`], so it is never bound before `go`.
+    #[serde(default)]
+    pub provisional: bool,
+}
+
+impl InputPath {
+    /// An input that stays in the closure.
+    pub fn new(name: impl Into<String>, host_path: impl Into<PathBuf>) -> InputPath {
+        InputPath {
+            name: name.into(),
+            host_path: host_path.into(),
+            provisional: false,
+        }
+    }
 }
 
 /// One `sandbox-paths` entry: `inside=host`, or `path` for both, `?` = optional.
@@ -142,6 +162,7 @@ impl SandboxSpec {
             filter_syscalls: true,
             allow_new_privileges: false,
             personality: Personality::default(),
+            pivot_early: true,
         }
     }
 

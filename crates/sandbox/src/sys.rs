@@ -311,3 +311,94 @@ pub(crate) fn unshare_mount_namespace() -> Result<(), rustix::io::Errno> {
     // namespace holds no memory of ours.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
 }
+
+/// A detached, private copy of the mount tree at `path` (`open_tree` with
+/// `OPEN_TREE_CLONE`), for a sandbox that has pivoted already to attach with
+/// [`attach_tree`]. Private like the binds a sandbox makes itself (its copy of
+/// the host's mounts is made private first): a clone of a shared host mount
+/// would otherwise join the host's peer group. Needs `CAP_SYS_ADMIN`.
+pub(crate) fn detached_tree(path: &CStr) -> io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )?;
+    // `c_ulong` is 32 bits wide on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE as u64,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from a live,
+    // initialised struct laid out as the kernel's `struct mount_attr`; the
+    // path is a valid empty C string, and `tree` is an open descriptor.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+/// The kernel's `struct mount_attr` (version 0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Attaches a tree from [`detached_tree`] at `target` in this mount namespace.
+pub(crate) fn attach_tree(tree: &OwnedFd, target: &CStr) -> Result<(), rustix::io::Errno> {
+    rustix::mount::move_mount(
+        tree,
+        c"",
+        rustix::fs::CWD,
+        target,
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// Whether the kernel has `open_tree`, `move_mount` and `mount_setattr`
+/// (Linux 5.12): asked with arguments each rejects before doing anything, so
+/// that only a missing call gives `ENOSYS`.
+pub(crate) fn detached_mounts_supported() -> bool {
+    let missing = |r: libc::c_long| {
+        r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+    };
+    // SAFETY: each call gets an invalid descriptor (-1) and null or empty
+    // pointers that the kernel rejects (EBADF/EINVAL/EFAULT) without writing.
+    unsafe {
+        !missing(libc::syscall(libc::SYS_open_tree, -1, c"".as_ptr(), 0u32))
+            && !missing(libc::syscall(
+                libc::SYS_move_mount,
+                -1,
+                c"".as_ptr(),
+                -1,
+                c"".as_ptr(),
+                0u32,
+            ))
+            && !missing(libc::syscall(
+                libc::SYS_mount_setattr,
+                -1,
+                c"".as_ptr(),
+                0u32,
+                ptr::null::<MountAttr>(),
+                0usize,
+            ))
+    }
+}

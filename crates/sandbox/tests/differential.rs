@@ -229,8 +229,9 @@ fn attrs_have_out(attrs: &[(String, String)], out_path: &str) -> bool {
     attrs.iter().any(|(k, v)| k == "out" && v == out_path)
 }
 
-/// Runs the dump with kiln-sandbox exactly where Nix ran it.
-fn run_with_kiln(nix_run: &NixRun, scratch: &Path, fod: bool) -> String {
+/// Runs the dump with kiln-sandbox exactly where Nix ran it; `pivot_early` as in
+/// [`kiln_sandbox::SandboxSpec::pivot_early`].
+fn run_with_kiln(nix_run: &NixRun, scratch: &Path, fod: bool, pivot_early: bool) -> String {
     let mountinfo = common::section(&nix_run.dump, "mountinfo");
     let root_of = |mount_point: &str| -> PathBuf {
         let line = mountinfo
@@ -278,10 +279,8 @@ fn run_with_kiln(nix_run: &NixRun, scratch: &Path, fod: bool) -> String {
         .push(SandboxPath::parse("/bin/sh=/bin/busybox"));
     let real_store = scratch.join("root/nix/store");
     for name in &nix_run.inputs {
-        spec.inputs.push(InputPath {
-            name: name.clone(),
-            host_path: real_store.join(name),
-        });
+        spec.inputs
+            .push(InputPath::new(name.clone(), real_store.join(name)));
     }
     let out_name = nix_run
         .attrs
@@ -290,6 +289,7 @@ fn run_with_kiln(nix_run: &NixRun, scratch: &Path, fod: bool) -> String {
         .map(|(_, v)| v.trim_start_matches("/nix/store/").to_string())
         .unwrap();
 
+    spec.pivot_early = pivot_early;
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let mut log = Vec::new();
     let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
@@ -311,27 +311,31 @@ fn compare(name: &str, fod: bool) {
         .tempdir()
         .unwrap();
     let nix_run = build_with_nix(scratch.path(), name, fod);
-    let kiln_dump = run_with_kiln(&nix_run, scratch.path(), fod);
-    let (want, got) = (
-        common::normalize_dump(&nix_run.dump),
-        common::normalize_dump(&kiln_dump),
-    );
-    if std::env::var_os("KILN_SANDBOX_SHOW_DUMP").is_some() {
-        eprintln!("--- Nix's dump ---\n{}", nix_run.dump);
-    }
-    if want != got {
-        let diff: Vec<String> = want
-            .lines()
-            .zip(got.lines())
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| format!("  nix:  {a}\n  kiln: {b}"))
-            .collect();
-        panic!(
-            "kiln's sandbox differs from Nix's ({} vs {} lines):\n{}\n--- nix ---\n{want}\n--- kiln ---\n{got}",
-            want.lines().count(),
-            got.lines().count(),
-            diff.join("\n")
+    // Both ways of reaching the store inputs: pivoting before `go` (when the
+    // caller may) and after it.
+    for pivot_early in [true, false] {
+        let kiln_dump = run_with_kiln(&nix_run, scratch.path(), fod, pivot_early);
+        let (want, got) = (
+            common::normalize_dump(&nix_run.dump),
+            common::normalize_dump(&kiln_dump),
         );
+        if std::env::var_os("KILN_SANDBOX_SHOW_DUMP").is_some() {
+            eprintln!("--- Nix's dump ---\n{}", nix_run.dump);
+        }
+        if want != got {
+            let diff: Vec<String> = want
+                .lines()
+                .zip(got.lines())
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| format!("  nix:  {a}\n  kiln: {b}"))
+                .collect();
+            panic!(
+                "kiln's sandbox (pivot_early: {pivot_early}) differs from Nix's ({} vs {} lines):\n{}\n--- nix ---\n{want}\n--- kiln ---\n{got}",
+                want.lines().count(),
+                got.lines().count(),
+                diff.join("\n")
+            );
+        }
     }
 }
 

@@ -375,10 +375,10 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
         "ls /nix/store; [ -e /nix/store/00000000000000000000000000000000-secret ] && echo visible; \
          cat /nix/store/11111111111111111111111111111111-file; echo x > $out",
     );
-    spec.inputs.push(InputPath {
-        name: "11111111111111111111111111111111-file".into(),
-        host_path: file.clone(),
-    });
+    spec.inputs.push(InputPath::new(
+        "11111111111111111111111111111111-file",
+        file.clone(),
+    ));
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let linked = prepared
         .chroot_store()

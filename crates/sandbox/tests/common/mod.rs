@@ -99,10 +99,8 @@ impl Fixture {
             ("out", &format!("/nix/store/{OUT_NAME}")),
             ("system", "x86_64-linux"),
         ]);
-        spec.inputs.push(InputPath {
-            name: BUSYBOX_NAME.into(),
-            host_path: self.store.join(BUSYBOX_NAME),
-        });
+        spec.inputs
+            .push(InputPath::new(BUSYBOX_NAME, self.store.join(BUSYBOX_NAME)));
         spec
     }
 }
