@@ -1,12 +1,14 @@
 //! Sandboxed builds of trivial derivations, `kiln build -j2` against
 //! `nix-store --realise --max-jobs 2 --option sandbox true`, each in a fresh copy of the
 //! same store (instantiated once by Nix): N independent derivations and a chain of 50,
-//! plus how kiln's per-derivation cost grows from 50 to 2,000 derivations.
+//! plus how kiln's per-derivation cost grows from 50 to 2,000 derivations, and the
+//! chain's floor: its builder run the same number of times with no sandbox at all.
 //!
 //! Run: `cargo build --release -p kiln && cargo run --release -p kiln-bench --bin realise`
 //! (options: `--runs N`, `--dir DIR`, `--no-scaling`).
 
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
@@ -35,6 +37,15 @@ fn main() -> anyhow::Result<()> {
             1000.0 * n / count as f64,
             n / k
         );
+        if shape == "chain" {
+            let floor = bare_chain_step(work.path(), &busybox, count, runs)?;
+            println!(
+                "  floor: the same {count} builder runs in a row, no sandbox, no store: {:.2} ms/step; \
+                 10x Nix here would be {:.2} ms/step",
+                1000.0 * floor,
+                100.0 * n / count as f64
+            );
+        }
     }
     if !args.has("--no-scaling") {
         println!("# kiln per-derivation cost as the graph grows (independent, -j2)");
@@ -48,6 +59,32 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Median seconds per step of running the chain's builder `count` times in a row as a
+/// plain child process (spawn, run, wait): what a chain step costs before any sandbox,
+/// store or scheduling.
+fn bare_chain_step(work: &Path, busybox: &Path, count: usize, runs: usize) -> anyhow::Result<f64> {
+    let out = work.join("bare-out");
+    let sh = busybox.join("sh");
+    let mut per_run = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        for i in 0..count {
+            let status = Command::new(&sh)
+                .arg0("sh")
+                .args(["-c", &format!("echo {i} /nix/store/00000000000000000000000000000000-t > $out")])
+                .env_clear()
+                .env("out", &out)
+                .env("PATH", "/path-not-set")
+                .stdin(Stdio::null())
+                .status()
+                .context("running the builder bare")?;
+            anyhow::ensure!(status.success(), "bare builder run failed: {status}");
+        }
+        per_run.push(started.elapsed() / count as u32);
+    }
+    Ok(median(per_run).as_secs_f64())
 }
 
 /// Median wall seconds of kiln and (if `with_nix`) Nix building `count` derivations.
