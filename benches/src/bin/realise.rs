@@ -7,8 +7,8 @@
 //! Run: `cargo build --release -p kiln && cargo run --release -p kiln-bench --bin realise`
 //! (options: `--runs N`, `--dir DIR`, `--no-scaling`).
 
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
@@ -73,7 +73,10 @@ fn bare_chain_step(work: &Path, busybox: &Path, count: usize, runs: usize) -> an
         for i in 0..count {
             let status = Command::new(&sh)
                 .arg0("sh")
-                .args(["-c", &format!("echo {i} /nix/store/00000000000000000000000000000000-t > $out")])
+                .args([
+                    "-c",
+                    &format!("echo {i} /nix/store/00000000000000000000000000000000-t > $out"),
+                ])
                 .env_clear()
                 .env("out", &out)
                 .env("PATH", "/path-not-set")

@@ -180,8 +180,11 @@ impl Dumper {
         if size >= READ_AHEAD_MIN {
             return self.copy_with_read_ahead(file, size, w);
         }
-        if self.buf.is_empty() && size > 0 {
-            self.buf = vec![0; CHUNK];
+        // Only as large as this file needs: most store files are small, and a
+        // full chunk would be a fresh zeroed mapping for each one.
+        let needed = size.saturating_add(1).min(CHUNK as u64) as usize;
+        if self.buf.len() < needed {
+            self.buf = vec![0; needed];
         }
         let mut remaining = size;
         while remaining > 0 {

@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 use crate::error::errno_text;
-use crate::plan::{Bind, Plan};
+use crate::plan::{flags, Bind, Plan};
 
 fn fail(what: String, e: Errno) -> String {
     format!("{what}: {}", errno_text(e.raw_os_error()))
@@ -53,24 +53,104 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), String> {
         },
     )?;
 
-    bind_all(&plan.binds)?;
-
-    rustix::mount::mount(c"none", &*plan.proc_dir, c"proc", MountFlags::empty(), None)
-        .map_err(|e| fail("mounting /proc".into(), e))?;
-    if let Some((dir, options)) = &plan.shm {
-        rustix::mount::mount(
-            c"none",
-            &**dir,
-            c"tmpfs",
-            MountFlags::empty(),
-            Some(&**options),
-        )
-        .map_err(|e| fail("mounting /dev/shm".into(), e))?;
-    }
-    if let Some(pts) = &plan.devpts {
-        devpts(pts, &plan.ptmx)?;
+    let steps = Step::in_nix_order(plan);
+    let steps = if plan.has(flags::EARLY_PIVOT) {
+        // No namespace copy after the pivot (see `pivot`), so the order made
+        // is the order `mountinfo` lists: make them in the copy's order.
+        in_tree_order(plan, steps)
+    } else {
+        steps
+    };
+    for step in steps {
+        match step {
+            Step::Bind(bind) => bind_all(std::slice::from_ref(bind))?,
+            Step::Proc => {
+                rustix::mount::mount(c"none", &*plan.proc_dir, c"proc", MountFlags::empty(), None)
+                    .map_err(|e| fail("mounting /proc".into(), e))?
+            }
+            Step::Shm(dir, options) => {
+                rustix::mount::mount(c"none", dir, c"tmpfs", MountFlags::empty(), Some(options))
+                    .map_err(|e| fail("mounting /dev/shm".into(), e))?
+            }
+            Step::Devpts(pts) => devpts(pts, &plan.ptmx)?,
+        }
     }
     Ok(())
+}
+
+/// One mount after the chroot's own and the store's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step<'a> {
+    Bind(&'a Bind),
+    Proc,
+    Shm(&'a CStr, &'a CStr),
+    Devpts(&'a CStr),
+}
+
+impl<'a> Step<'a> {
+    /// In the order Nix 2.8 makes them: the `dirsInChroot` binds, then `/proc`,
+    /// `/dev/shm` and `/dev/pts`.
+    fn in_nix_order(plan: &'a Plan) -> Vec<Step<'a>> {
+        let mut steps: Vec<Step<'a>> = plan.binds.iter().map(Step::Bind).collect();
+        steps.push(Step::Proc);
+        if let Some((dir, options)) = &plan.shm {
+            steps.push(Step::Shm(dir, options));
+        }
+        if let Some(pts) = &plan.devpts {
+            steps.push(Step::Devpts(pts));
+        }
+        steps
+    }
+
+    fn target(&self, plan: &'a Plan) -> &'a [u8] {
+        match self {
+            Step::Bind(bind) => bind.target.as_bytes(),
+            Step::Proc => plan.proc_dir.as_bytes(),
+            Step::Shm(dir, _) => dir.to_bytes(),
+            Step::Devpts(pts) => pts.to_bytes(),
+        }
+    }
+}
+
+/// `steps` (made in that order after the chroot and store mounts) in the order a
+/// copy of the namespace lists them: depth first, each mount followed by the
+/// mounts made on top of or below it later, siblings in the order they were made.
+fn in_tree_order<'a>(plan: &'a Plan, steps: Vec<Step<'a>>) -> Vec<Step<'a>> {
+    let mut targets: Vec<&[u8]> = vec![plan.chroot.as_bytes(), plan.chroot_store.as_bytes()];
+    targets.extend(steps.iter().map(|s| s.target(plan)));
+    let order = tree_order(&targets);
+    debug_assert_eq!(
+        order[..2],
+        [0, 1],
+        "the store mount is the root's first child"
+    );
+    order[2..].iter().map(|&i| steps[i - 2]).collect()
+}
+
+/// Indices of mount points `targets` (in creation order, the first the root of
+/// all) in depth-first tree order: each one's parent is the latest mount made
+/// before it at or above its path.
+pub(crate) fn tree_order(targets: &[&[u8]]) -> Vec<usize> {
+    let covers = |outer: &[u8], inner: &[u8]| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/") || outer.ends_with(b"/"))
+    };
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); targets.len()];
+    for k in 1..targets.len() {
+        let parent = (0..k)
+            .rev()
+            .find(|&j| covers(targets[j], targets[k]))
+            .unwrap_or(0);
+        children[parent].push(k);
+    }
+    let mut order = Vec::with_capacity(targets.len());
+    let mut stack = vec![0];
+    while let Some(node) = stack.pop() {
+        order.push(node);
+        stack.extend(children[node].iter().rev());
+    }
+    order
 }
 
 pub(crate) fn bind_all(binds: &[Bind]) -> Result<(), String> {
@@ -152,6 +232,10 @@ pub(crate) fn pivot(plan: &Plan) -> Result<(), String> {
     rustix::process::chroot(c".")
         .map_err(|e| fail(format!("cannot change root directory to '{chroot}'"), e))?;
     rustix::process::chdir(c"/").map_err(|e| fail("cannot change directory to '/'".into(), e))?;
+    if plan.has(flags::EARLY_PIVOT) {
+        // The mounts were made in tree order (see `setup`): nothing to gain.
+        return Ok(());
+    }
     // Nix unshares the mount namespace once more before pivoting (keeping the
     // first one to bind paths into later for recursive Nix). kiln adds no
     // paths later, but the copy is visible: mountinfo then lists the mounts in
@@ -159,4 +243,30 @@ pub(crate) fn pivot(plan: &Plan) -> Result<(), String> {
     // after the old root is detached gives the same tree, and copies a dozen
     // mounts instead of the whole host's table.
     crate::sys::unshare_mount_namespace().map_err(|e| fail("unsharing mount namespace".into(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tree_order;
+
+    #[test]
+    fn tree_order_is_depth_first_with_siblings_in_creation_order() {
+        let targets: Vec<&[u8]> = vec![
+            b"/c",
+            b"/c/nix/store",
+            b"/c/bin/sh",
+            b"/c/dev/null",
+            b"/c/nix/store/aaa-x",
+            b"/c/usr",
+            b"/c/usr-x",
+            b"/c/usr/bin",
+            b"/c/proc",
+            b"/c/dev/shm",
+            b"/c/usr/bin",
+        ];
+        // `/c/usr/bin` comes after `/c/usr` and before `/c/usr-x` (a
+        // sibling of `/c/usr`, not a child); the second `/c/usr/bin` is
+        // stacked on the first.
+        assert_eq!(tree_order(&targets), vec![0, 1, 4, 2, 3, 5, 7, 10, 6, 8, 9]);
+    }
 }
