@@ -8,6 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use kiln_derivation::Derivation;
@@ -159,10 +160,15 @@ impl LocalStore {
     /// Read a valid `.drv` from the store (temp-rooting it first).
     pub fn read_derivation(&self, drv_path: &StorePath) -> Result<Derivation> {
         self.add_temp_root(drv_path)?;
+        if let Some(drv) = self.cached_derivation(drv_path) {
+            return Ok((*drv).clone());
+        }
         if !self.is_valid(drv_path)? {
             return Err(Error::InvalidPath(self.layout().display(drv_path)));
         }
-        read_derivation(self, drv_path)
+        let drv = read_derivation(self, drv_path)?;
+        self.cache_derivation(drv_path, Arc::new(drv.clone()));
+        Ok(drv)
     }
 
     /// Fill in the output paths (and matching env vars) of a derivation whose outputs

@@ -109,6 +109,14 @@ impl Registrar {
         lock(&self.protected).extend(rows);
     }
 
+    /// Stops remembering `paths` (this process invalidated them).
+    pub(crate) fn forget(&self, paths: &[StorePath]) {
+        let mut protected = lock(&self.protected);
+        for p in paths {
+            protected.remove(p);
+        }
+    }
+
     /// Queues `job` for registration; its paths are pending from now on.
     pub(crate) fn submit(&self, job: Job) {
         // Pending before queued: the worker removes them only after committing.

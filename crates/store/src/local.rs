@@ -20,6 +20,12 @@ use crate::lock::{open_lock_file, PathLock};
 use crate::temp_roots::TempRoots;
 use crate::PathInfo;
 
+#[derive(Default)]
+struct RootedCache {
+    valid: std::collections::HashSet<StorePath>,
+    derivations: std::collections::HashMap<StorePath, Arc<kiln_derivation::Derivation>>,
+}
+
 pub struct LocalStore {
     layout: Layout,
     db: Arc<Mutex<Db>>,
@@ -28,6 +34,11 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     // Hash modulo of `.drv`s never changes, so it is memoised for the store's lifetime.
     drv_hashes: Mutex<kiln_derivation::DrvHashCache>,
+    /// What this process found valid after temp-rooting it, and the parsed `.drv`s
+    /// among those: no collector deletes them while we live (only `--ignore-liveness`
+    /// does, which misleads Nix's own caches as well), and a store path's contents
+    /// never change while it is valid.
+    rooted: Mutex<RootedCache>,
     // Held shared for as long as the database is open, as Nix requires; a Nix that
     // wants to migrate the schema waits for it.
     _big_lock: File,
@@ -87,6 +98,7 @@ impl LocalStore {
             layout,
             db,
             drv_hashes: Mutex::new(kiln_derivation::DrvHashCache::new()),
+            rooted: Mutex::new(RootedCache::default()),
             _big_lock: big_lock,
         })
     }
@@ -130,10 +142,36 @@ impl LocalStore {
     /// Valid, or handed over by this process for registration (see
     /// [`LocalStore::register_valid_paths_later`]).
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
-        if self.registrar.known_references(path).is_some() {
+        if self.registrar.known_references(path).is_some() || self.rooted().valid.contains(path) {
             return Ok(true);
         }
-        self.db().is_valid(path)
+        let valid = self.db().is_valid(path)?;
+        if valid && self.is_temp_root(path) {
+            self.rooted().valid.insert(path.clone());
+        }
+        Ok(valid)
+    }
+
+    fn rooted(&self) -> std::sync::MutexGuard<'_, RootedCache> {
+        self.rooted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A parsed `.drv` this process read before (see `rooted`).
+    pub(crate) fn cached_derivation(
+        &self,
+        drv_path: &StorePath,
+    ) -> Option<Arc<kiln_derivation::Derivation>> {
+        self.rooted().derivations.get(drv_path).cloned()
+    }
+
+    pub(crate) fn cache_derivation(
+        &self,
+        drv_path: &StorePath,
+        drv: Arc<kiln_derivation::Derivation>,
+    ) {
+        if self.is_temp_root(drv_path) {
+            self.rooted().derivations.insert(drv_path.clone(), drv);
+        }
     }
 
     /// The references of a valid (or pending) path, `None` if it is not valid.
@@ -204,6 +242,14 @@ impl LocalStore {
     /// Invalidate paths in one transaction (referrers must come first or be in the
     /// batch). The files stay; deleting them is the caller's business.
     pub fn invalidate_paths(&self, paths: &[StorePath]) -> Result<()> {
+        {
+            let mut rooted = self.rooted();
+            for p in paths {
+                rooted.valid.remove(p);
+                rooted.derivations.remove(p);
+            }
+        }
+        self.registrar.forget(paths);
         self.db().invalidate_all(paths)
     }
 

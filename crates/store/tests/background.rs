@@ -177,3 +177,60 @@ fn only_temp_rooted_closures_are_remembered_as_valid() {
     );
     assert!(store.is_valid(&a_path).unwrap());
 }
+
+/// What this process found valid after temp-rooting it stays valid for it, and a
+/// `.drv` it read stays readable, even when another connection invalidates them (a
+/// collector honouring the temp root never would); its own invalidation forgets both.
+/// Without a temp root nothing is remembered.
+#[test]
+fn temp_rooted_paths_and_derivations_are_remembered_until_this_store_invalidates_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let other = LocalStore::open(tmp.path()).unwrap();
+    let drv_text = b"Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])";
+    let drv =
+        kiln_derivation::Derivation::from_aterm(store.store_dir(), drv_text, "cached").unwrap();
+    let drv = kiln_derivation::fill_in_output_paths(
+        store.store_dir(),
+        drv,
+        &mut kiln_derivation::DrvHashCache::new(),
+        &mut |p| panic!("no input derivations, yet asked for {p}"),
+    )
+    .unwrap();
+    let drv_path = store.add_derivation(&drv).unwrap();
+    let plain = object(&store, A, "plain", &[]);
+    let plain_path = plain.path.clone();
+    store
+        .register_valid_paths(std::slice::from_ref(&plain))
+        .unwrap();
+
+    // Not temp-rooted: looked up each time.
+    assert!(store.is_valid(&plain_path).unwrap());
+    other
+        .invalidate_paths(std::slice::from_ref(&plain_path))
+        .unwrap();
+    assert!(!store.is_valid(&plain_path).unwrap());
+    store.register_valid_paths(&[plain]).unwrap();
+
+    // Temp-rooted (as `read_derivation` does): remembered.
+    store.add_temp_root(&plain_path).unwrap();
+    assert!(store.is_valid(&plain_path).unwrap());
+    assert_eq!(store.read_derivation(&drv_path).unwrap(), drv);
+    other
+        .invalidate_paths(&[plain_path.clone(), drv_path.clone()])
+        .unwrap();
+    assert!(!other.is_valid(&plain_path).unwrap());
+    assert!(store.is_valid(&plain_path).unwrap());
+    assert!(store.is_valid(&drv_path).unwrap());
+    assert_eq!(store.read_derivation(&drv_path).unwrap(), drv);
+
+    // Our own invalidation forgets them.
+    store
+        .invalidate_paths(&[plain_path.clone(), drv_path.clone()])
+        .unwrap();
+    assert!(!store.is_valid(&plain_path).unwrap());
+    assert!(matches!(
+        store.read_derivation(&drv_path),
+        Err(Error::InvalidPath(_))
+    ));
+}
