@@ -153,14 +153,20 @@ fn handle_interrupts() -> anyhow::Result<()> {
 
 pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
     handle_interrupts()?;
+    let helper_exe = std::env::current_exe().context("locating the kiln executable")?;
+    // The helper starts while the store is opened and the graph planned; errors
+    // surface at the first build.
+    let helper = helper_exe.clone();
+    std::thread::spawn(move || {
+        let _ = kiln_sandbox::start_helper(&helper);
+    });
     let store = open(location)?;
     let requests = args
         .installables
         .iter()
         .map(|i| parse_installable(&store, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut settings =
-        BuildSettings::new(std::env::current_exe().context("locating the kiln executable")?);
+    let mut settings = BuildSettings::new(helper_exe);
     if let Some(c) = args.cores {
         settings.cores = c;
     }
@@ -185,11 +191,6 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
             None => eprintln!("{line}"),
         }
     }));
-    // The helper starts while the graph is planned; errors surface at the first build.
-    let helper = settings.helper_exe.clone();
-    std::thread::spawn(move || {
-        let _ = kiln_sandbox::start_helper(&helper);
-    });
     let mut executor = DerivationExecutor::new(&store, settings);
     if args.print_build_logs {
         executor = executor.with_log_echo(Arc::new(Mutex::new(std::io::stderr())));

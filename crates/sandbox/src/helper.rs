@@ -114,6 +114,11 @@ pub fn helper_main() -> ! {
     }
     let mut nets = NetworkPool::new();
     let mut spares = Spares::new();
+    if kind == HelperKind::Filtered {
+        // Plans ask for a user namespace exactly when the host allows them (see
+        // `prepare`): the first spare need not wait for the first request.
+        spares.user_namespace = Some(crate::prepare::user_namespaces_enabled());
+    }
     loop {
         // Prepare namespaces and the next child while idle, not while a build
         // (of a parallel job) is already waiting.
