@@ -15,7 +15,6 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
 

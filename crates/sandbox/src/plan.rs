@@ -17,7 +17,7 @@ pub(crate) mod flags {
     pub const LINUX32: u32 = 1 << 4;
     pub const UNAME26: u32 = 1 << 5;
     /// Everything but the inputs found late is in the plan: pivot before `go`,
-    /// which then brings those inputs as detached mounts (see `Prepared::late_binds`).
+    /// which then brings those inputs as detached mounts (see `Prepared::late_inputs`).
     pub const EARLY_PIVOT: u32 = 1 << 6;
 }
 

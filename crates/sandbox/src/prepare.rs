@@ -130,33 +130,22 @@ impl Prepared {
         Ok(())
     }
 
-    /// What `go` must still mount: after an early pivot, the directory inputs
-    /// not bound yet (`source` empty, `target` inside the sandbox); otherwise
-    /// every bind below the store.
-    pub(crate) fn late_binds(&self) -> Vec<Bind> {
-        if !self.pivots_early {
-            return self.store_binds();
-        }
+    /// After an early pivot, the directory inputs not bound yet, each with its
+    /// bind as `go` sends it (`source` empty: the mount travels as a descriptor;
+    /// `target` inside the sandbox).
+    pub(crate) fn late_inputs(&self) -> Vec<(Bind, &Path)> {
         self.inputs
             .iter()
             .filter(|i| i.is_dir && !i.bound_early)
-            .map(|i| Bind {
-                source: CString::default(),
-                target: cstring(bytes(&self.store_dir.join(&i.name))),
-                optional: false,
+            .map(|i| {
+                let bind = Bind {
+                    source: CString::default(),
+                    target: cstring(bytes(&self.store_dir.join(&i.name))),
+                    optional: false,
+                };
+                (bind, i.host_path.as_path())
             })
             .collect()
-    }
-
-    /// The host path of the late input at `target` (inside the sandbox).
-    pub(crate) fn late_source(&self, target: &[u8]) -> Option<&Path> {
-        let name = target
-            .strip_prefix(bytes(&self.store_dir))?
-            .strip_prefix(b"/")?;
-        self.inputs
-            .iter()
-            .find(|i| i.name.as_bytes() == name)
-            .map(|i| i.host_path.as_path())
     }
 
     /// The binds below the store, in Nix's order (byte order of the inside path).
@@ -378,7 +367,7 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         },
     );
     // Inputs are placed now; without an early pivot they are bound only when
-    // the sandbox goes on (see `Prepared::late_binds`). A configured entry at
+    // the sandbox goes on (see `Prepared::store_binds`). A configured entry at
     // an input's path loses.
     let mut inputs = Vec::with_capacity(spec.inputs.len());
     for input in &spec.inputs {

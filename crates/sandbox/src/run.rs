@@ -152,6 +152,11 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     })
 }
 
+fn cstring_of(path: &Path) -> Result<std::ffi::CString, Error> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::InvalidSpec(format!("NUL byte in '{}'", path.display())))
+}
+
 /// Writes the `go` message, then `trees` in order, a few per one-byte message.
 fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io::Result<()> {
     let mut sent = 0;
@@ -196,22 +201,18 @@ impl Launched {
     /// one this sandbox was launched with. Time limits count from here.
     pub fn go(mut self, prepared: &Prepared, log: &mut dyn Write) -> Result<Outcome, Error> {
         let started = Instant::now();
-        let binds = prepared.late_binds();
-        let trees = if prepared.pivots_early {
-            binds
+        let (binds, trees) = if prepared.pivots_early {
+            let late = prepared.late_inputs();
+            let trees = late
                 .iter()
-                .map(|bind| {
-                    let source = prepared
-                        .late_source(bind.target.as_bytes())
-                        .expect("late binds name placed inputs");
-                    let source_c = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
-                        .map_err(|_| Error::InvalidSpec(format!("NUL in {}", source.display())))?;
-                    sys::detached_tree(&source_c)
-                        .map_err(|e| Error::fs("cloning the mount of input", source, e))
+                .map(|(_, source)| {
+                    sys::detached_tree(&cstring_of(source)?)
+                        .map_err(|e| Error::fs("cloning the mount of input", *source, e))
                 })
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            (late.into_iter().map(|(bind, _)| bind).collect(), trees)
         } else {
-            Vec::new()
+            (prepared.store_binds(), Vec::new())
         };
         let go = self.go.take().expect("go runs once");
         // A child that died during setup closed its end: its error follows on
