@@ -17,6 +17,7 @@ pub(crate) fn remove_chroot_later(
     store: &LocalStore,
     chroot: PathBuf,
     skeleton: Option<kiln_sandbox::Skeleton>,
+    lingering: Option<kiln_sandbox::Lingering>,
 ) -> Result<(), kiln_sandbox::Error> {
     let trash = store
         .scratch_path("kiln-chroot-trash")
@@ -25,11 +26,17 @@ pub(crate) fn remove_chroot_later(
     match trash {
         Some(trash) if std::fs::rename(&chroot, &trash).is_ok() => {
             spawn(move || {
+                // The namespace goes first: nothing in it then still refers to
+                // the chroot's directories.
+                drop(lingering);
                 let _ = kiln_sandbox::recycle(skeleton.as_ref(), &trash);
             });
             Ok(())
         }
-        _ => kiln_sandbox::cleanup(&chroot),
+        _ => {
+            drop(lingering);
+            kiln_sandbox::cleanup(&chroot)
+        }
     }
 }
 

@@ -336,6 +336,8 @@ impl Staged {
             drv: drv_str.clone(),
             source,
         };
+        // The sandbox's mount namespace, torn down with the chroot, off this thread.
+        let mut lingering = None;
         let result = (|| {
             if let Some(Provisional { graph, .. }) = self.provisional.as_mut() {
                 let direct = direct_inputs(store, drv, known_inputs, &self.drv_str)?;
@@ -350,7 +352,10 @@ impl Staged {
                 }
             }
             let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), echo)?;
-            let outcome = launched.go(&prepared, &mut log).map_err(sandbox_err)?;
+            let (outcome, left) = launched
+                .go_lingering(&prepared, &mut log)
+                .map_err(sandbox_err)?;
+            lingering = Some(left);
             let tail = log.tail_for_error();
             log.finish()?;
             if !outcome.success() {
@@ -382,6 +387,7 @@ impl Staged {
             store,
             self.chroot_dir.clone(),
             prepared.skeleton().cloned(),
+            lingering,
         )
         .map_err(sandbox_err);
         let infos = result?;

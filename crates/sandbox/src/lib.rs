@@ -78,7 +78,7 @@ pub use error::Error;
 pub use fresh_dir::looks_new;
 pub use helper::{helper_main, HELPER_ARG};
 pub use prepare::{prepare, user_namespaces_enabled, Prepared};
-pub use run::{kill_running_builders, launch, run, Launched, Outcome};
+pub use run::{kill_running_builders, launch, run, Launched, Lingering, Outcome};
 pub use skeleton::{discard_recycled, recycle, Skeleton};
 pub use spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,

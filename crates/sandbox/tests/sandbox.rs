@@ -823,3 +823,50 @@ fn a_recycled_chroot_looks_fresh() {
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     assert_eq!(sections(&recycled), sections(&fresh));
 }
+
+/// The names of the mount namespaces this process holds descriptors of.
+fn held_mount_namespaces() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("mnt:["))
+        .collect()
+}
+
+/// `go_lingering` keeps the builder's own mount namespace (not the helper's, not
+/// ours) until the `Lingering` is dropped, and then lets it go.
+#[test]
+fn the_builders_mount_namespace_lingers_until_dropped() {
+    let f = Fixture::new();
+    // Kiln takes the namespace once it sees the `execve`; the builder stays long
+    // enough for that even on a loaded machine.
+    let spec = f.spec("readlink /proc/self/ns/mnt > $out; sleep 0.5");
+    let prepared = kiln_sandbox::prepare(&spec).unwrap();
+    let before = held_mount_namespaces();
+    let launched = kiln_sandbox::launch(&prepared, &common::helper()).unwrap();
+    let mut log = Vec::new();
+    let (outcome, lingering) = launched.go_lingering(&prepared, &mut log).unwrap();
+    assert!(
+        outcome.success(),
+        "{outcome:?}: {}",
+        String::from_utf8_lossy(&log)
+    );
+    let builders = std::fs::read_to_string(prepared.chroot_store().join(OUT_NAME)).unwrap();
+    let builders = builders.trim().to_string();
+    assert!(builders.starts_with("mnt:["), "{builders}");
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(
+        ours.to_string_lossy(),
+        builders,
+        "the builder has its own namespace"
+    );
+    let held = held_mount_namespaces();
+    assert!(
+        held.contains(&builders) && !before.contains(&builders),
+        "{builders} not held: {held:?}"
+    );
+    drop(lingering);
+    assert!(!held_mount_namespaces().contains(&builders));
+    kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
+}
