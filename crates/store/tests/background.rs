@@ -2,6 +2,8 @@
 //! process at once, registered in order, locks released after the commit, failures
 //! reported with what they were for.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -188,15 +190,7 @@ fn temp_rooted_paths_and_derivations_are_remembered_until_this_store_invalidates
     let store = LocalStore::open(tmp.path()).unwrap();
     let other = LocalStore::open(tmp.path()).unwrap();
     let drv_text = b"Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])";
-    let drv =
-        kiln_derivation::Derivation::from_aterm(store.store_dir(), drv_text, "cached").unwrap();
-    let drv = kiln_derivation::fill_in_output_paths(
-        store.store_dir(),
-        drv,
-        &mut kiln_derivation::DrvHashCache::new(),
-        &mut |p| panic!("no input derivations, yet asked for {p}"),
-    )
-    .unwrap();
+    let drv = common::derivation_without_input_drvs(&store, drv_text, "cached");
     let drv_path = store.add_derivation(&drv).unwrap();
     let plain = object(&store, A, "plain", &[]);
     let plain_path = plain.path.clone();

@@ -43,3 +43,20 @@ pub fn make_tree_fixture(dir: &Path) {
     std::fs::set_permissions(dir.join("sub/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir.join("README"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
+
+/// The derivation in ATerm `text` (with blank output paths and no input derivations)
+/// with its output paths filled in, as the evaluator would write it.
+pub fn derivation_without_input_drvs(
+    store: &kiln_store::LocalStore,
+    text: &[u8],
+    name: &str,
+) -> kiln_derivation::Derivation {
+    let drv = kiln_derivation::Derivation::from_aterm(store.store_dir(), text, name).unwrap();
+    kiln_derivation::fill_in_output_paths(
+        store.store_dir(),
+        drv,
+        &mut kiln_derivation::DrvHashCache::new(),
+        &mut |p| panic!("no input derivations, yet asked for {p}"),
+    )
+    .unwrap()
+}
