@@ -187,18 +187,27 @@ fn place_input(
     bind_early: bool,
 ) -> Result<PlacedInput, Error> {
     let target = join_inside(chroot, &store_dir.join(&input.name));
-    let meta = fs::symlink_metadata(&input.host_path)
-        .map_err(|e| Error::fs("getting attributes of path", &input.host_path, e))?;
-    if meta.is_dir() {
-        create_dirs(&target)?;
-    } else {
-        link_or_copy(&input.host_path, &target, &meta)?;
-    }
+    // Most inputs a chain links are files: linking first spares them the `stat`
+    // (a directory refuses the link with EPERM).
+    let linked = fs::hard_link(&input.host_path, &target);
+    let is_dir = match linked {
+        Ok(()) => false,
+        Err(link_error) => {
+            let meta = fs::symlink_metadata(&input.host_path)
+                .map_err(|e| Error::fs("getting attributes of path", &input.host_path, e))?;
+            if meta.is_dir() {
+                create_dirs(&target)?;
+            } else {
+                copy_unlinkable(&input.host_path, &target, &meta, link_error)?;
+            }
+            meta.is_dir()
+        }
+    };
     Ok(PlacedInput {
         name: input.name.clone(),
         host_path: input.host_path.clone(),
-        is_dir: meta.is_dir(),
-        bound_early: bind_early && meta.is_dir() && !input.provisional,
+        is_dir,
+        bound_early: bind_early && is_dir && !input.provisional,
     })
 }
 
@@ -727,19 +736,21 @@ fn write_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
     fs::write(path, contents).map_err(|e| Error::fs("writing file", path, e))
 }
 
-/// Nix's `linkOrCopy`: a hard link keeps the input's inode (and is cheap);
-/// when the link count is exhausted or linking is refused (EMLINK, EPERM, e.g.
+/// The rest of Nix's `linkOrCopy` once the hard link (which keeps the input's
+/// inode, and is cheap) failed with `link_error`: when the link count is
+/// exhausted or linking is refused (EMLINK, EPERM, e.g.
 /// `fs.protected_hardlinks` for a non-root caller) the file is copied. EXDEV is
 /// also copied here, where Nix would fail, so a store and chroot on different
 /// filesystems still work.
-fn link_or_copy(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), Error> {
-    let err = match fs::hard_link(from, to) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
-    match err.raw_os_error() {
+fn copy_unlinkable(
+    from: &Path,
+    to: &Path,
+    meta: &fs::Metadata,
+    link_error: std::io::Error,
+) -> Result<(), Error> {
+    match link_error.raw_os_error() {
         Some(libc::EMLINK) | Some(libc::EPERM) | Some(libc::EXDEV) => {}
-        _ => return Err(Error::fs("linking input into the chroot", from, err)),
+        _ => return Err(Error::fs("linking input into the chroot", from, link_error)),
     }
     let copied = if meta.file_type().is_symlink() {
         fs::read_link(from).and_then(|target| symlink(target, to))
