@@ -20,12 +20,6 @@ use crate::lock::{open_lock_file, PathLock};
 use crate::temp_roots::TempRoots;
 use crate::PathInfo;
 
-#[derive(Default)]
-struct RootedCache {
-    valid: std::collections::HashSet<StorePath>,
-    derivations: std::collections::HashMap<StorePath, Arc<kiln_derivation::Derivation>>,
-}
-
 pub struct LocalStore {
     layout: Layout,
     db: Arc<Mutex<Db>>,
@@ -34,11 +28,10 @@ pub struct LocalStore {
     temp_roots: Arc<TempRoots>,
     // Hash modulo of `.drv`s never changes, so it is memoised for the store's lifetime.
     drv_hashes: Mutex<kiln_derivation::DrvHashCache>,
-    /// What this process found valid after temp-rooting it, and the parsed `.drv`s
-    /// among those: no collector deletes them while we live (only `--ignore-liveness`
-    /// does, which misleads Nix's own caches as well), and a store path's contents
-    /// never change while it is valid.
-    rooted: Mutex<RootedCache>,
+    /// The `.drv`s this process read after temp-rooting them: no collector deletes
+    /// them while we live (only `--ignore-liveness` does, which misleads Nix's own
+    /// caches as well), and a store path's contents never change while it is valid.
+    derivations: Mutex<std::collections::HashMap<StorePath, Arc<kiln_derivation::Derivation>>>,
     // Held shared for as long as the database is open, as Nix requires; a Nix that
     // wants to migrate the schema waits for it.
     _big_lock: File,
@@ -98,7 +91,7 @@ impl LocalStore {
             layout,
             db,
             drv_hashes: Mutex::new(kiln_derivation::DrvHashCache::new()),
-            rooted: Mutex::new(RootedCache::default()),
+            derivations: Mutex::default(),
             _big_lock: big_lock,
         })
     }
@@ -142,26 +135,29 @@ impl LocalStore {
     /// Valid, or handed over by this process for registration (see
     /// [`LocalStore::register_valid_paths_later`]).
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
-        if self.registrar.known_references(path).is_some() || self.rooted().valid.contains(path) {
+        if self.registrar.known_references(path).is_some() {
             return Ok(true);
         }
-        let valid = self.db().is_valid(path)?;
-        if valid && self.is_temp_root(path) {
-            self.rooted().valid.insert(path.clone());
+        // A temp-rooted path found valid is remembered with its references.
+        if self.is_temp_root(path) {
+            return Ok(self.query_valid_references(path)?.is_some());
         }
-        Ok(valid)
+        self.db().is_valid(path)
     }
 
-    fn rooted(&self) -> std::sync::MutexGuard<'_, RootedCache> {
-        self.rooted.lock().unwrap_or_else(|e| e.into_inner())
+    fn derivation_cache(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<StorePath, Arc<kiln_derivation::Derivation>>>
+    {
+        self.derivations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A parsed `.drv` this process read before (see `rooted`).
+    /// A parsed `.drv` this process read before (see `derivations`).
     pub(crate) fn cached_derivation(
         &self,
         drv_path: &StorePath,
     ) -> Option<Arc<kiln_derivation::Derivation>> {
-        self.rooted().derivations.get(drv_path).cloned()
+        self.derivation_cache().get(drv_path).cloned()
     }
 
     pub(crate) fn cache_derivation(
@@ -170,7 +166,7 @@ impl LocalStore {
         drv: Arc<kiln_derivation::Derivation>,
     ) {
         if self.is_temp_root(drv_path) {
-            self.rooted().derivations.insert(drv_path.clone(), drv);
+            self.derivation_cache().insert(drv_path.clone(), drv);
         }
     }
 
@@ -243,10 +239,9 @@ impl LocalStore {
     /// batch). The files stay; deleting them is the caller's business.
     pub fn invalidate_paths(&self, paths: &[StorePath]) -> Result<()> {
         {
-            let mut rooted = self.rooted();
+            let mut derivations = self.derivation_cache();
             for p in paths {
-                rooted.valid.remove(p);
-                rooted.derivations.remove(p);
+                derivations.remove(p);
             }
         }
         self.registrar.forget(paths);
