@@ -132,8 +132,8 @@ impl Prepared {
 
     /// After an early pivot, the directory inputs not bound yet, each with its
     /// bind as `go` sends it (`source` empty: the mount travels as a descriptor;
-    /// `target` inside the sandbox).
-    pub(crate) fn late_inputs(&self) -> Vec<(Bind, &Path)> {
+    /// `target` inside the sandbox) and its host path.
+    pub(crate) fn late_inputs(&self) -> Vec<(Bind, &Path, CString)> {
         self.inputs
             .iter()
             .filter(|i| i.is_dir && !i.bound_early)
@@ -143,39 +143,55 @@ impl Prepared {
                     target: cstring(bytes(&self.store_dir.join(&i.name))),
                     optional: false,
                 };
-                (bind, i.host_path.as_path())
+                (bind, i.host_path.as_path(), cstring(bytes(&i.host_path)))
             })
             .collect()
     }
 
     /// The binds below the store, in Nix's order (byte order of the inside path).
     pub(crate) fn store_binds(&self) -> Vec<Bind> {
-        let mut binds: BTreeMap<Vec<u8>, (&Path, bool)> = self
-            .other_store_binds
-            .iter()
-            .map(|(inside, host, optional)| (inside.clone(), (host.as_path(), *optional)))
-            .collect();
-        // Inputs win over a configured entry for the same path, as in `build`.
-        for input in self.inputs.iter().filter(|i| i.is_dir) {
-            let inside = self.store_dir.join(&input.name);
-            binds.insert(bytes(&inside).to_vec(), (&input.host_path, false));
-        }
-        binds
-            .into_iter()
-            .map(|(inside, (host, optional))| Bind {
-                source: cstring(bytes(host)),
-                target: cstring(bytes(&join_inside(
-                    &self.chroot_dir,
-                    Path::new(OsStr::from_bytes(&inside)),
-                ))),
-                optional,
-            })
-            .collect()
+        store_binds(
+            &self.chroot_dir,
+            &self.store_dir,
+            &self.other_store_binds,
+            self.inputs.iter().filter(|i| i.is_dir),
+        )
     }
 
     fn inside_store(&self, name: &str) -> PathBuf {
         join_inside(&self.chroot_dir, &self.store_dir.join(name))
     }
+}
+
+/// The binds below the store of `other_store_binds` (inside path, source,
+/// optional) and the directory inputs `dirs`, in Nix's order (byte order of the
+/// inside path).
+fn store_binds<'a>(
+    chroot: &Path,
+    store_dir: &Path,
+    other_store_binds: &'a [(Vec<u8>, PathBuf, bool)],
+    dirs: impl Iterator<Item = &'a PlacedInput>,
+) -> Vec<Bind> {
+    let mut binds: BTreeMap<Vec<u8>, (&Path, bool)> = other_store_binds
+        .iter()
+        .map(|(inside, host, optional)| (inside.clone(), (host.as_path(), *optional)))
+        .collect();
+    // Inputs win over a configured entry for the same path, as in `build`.
+    for input in dirs {
+        let inside = store_dir.join(&input.name);
+        binds.insert(bytes(&inside).to_vec(), (&input.host_path, false));
+    }
+    binds
+        .into_iter()
+        .map(|(inside, (host, optional))| Bind {
+            source: cstring(bytes(host)),
+            target: cstring(bytes(&join_inside(
+                chroot,
+                Path::new(OsStr::from_bytes(&inside)),
+            ))),
+            optional,
+        })
+        .collect()
 }
 
 /// Links a non-directory input into the chroot's store, or makes the mount
@@ -482,26 +498,15 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         });
     }
     if pivots_early {
-        // All in the plan, in Nix's order (the namespace copy after the pivot
-        // lists them in tree order whatever order they were made in, but a
-        // bind must follow the one it lies in).
-        binds.extend(
-            other_store_binds
-                .drain(..)
-                .map(|(inside, host, optional)| Bind {
-                    source: cstring(bytes(&host)),
-                    target: cstring(bytes(&join_inside(
-                        chroot,
-                        Path::new(OsStr::from_bytes(&inside)),
-                    ))),
-                    optional,
-                }),
-        );
-        binds.extend(inputs.iter().filter(|i| i.bound_early).map(|i| Bind {
-            source: cstring(bytes(&i.host_path)),
-            target: cstring(bytes(&join_inside(chroot, &spec.store_dir.join(&i.name)))),
-            optional: false,
-        }));
+        // All in the plan, in Nix's order: a bind must follow the one it lies in
+        // (the child then makes them in tree order, see `mounts::setup`).
+        binds.extend(store_binds(
+            chroot,
+            &spec.store_dir,
+            &other_store_binds,
+            inputs.iter().filter(|i| i.bound_early),
+        ));
+        other_store_binds.clear();
         binds.sort_by(|a, b| a.target.cmp(&b.target));
     }
     let passwd_path = chroot.join("etc/passwd");

@@ -152,11 +152,6 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     })
 }
 
-fn cstring_of(path: &Path) -> Result<std::ffi::CString, Error> {
-    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::InvalidSpec(format!("NUL byte in '{}'", path.display())))
-}
-
 /// Writes the `go` message, then `trees` in order, a few per one-byte message.
 fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io::Result<()> {
     let mut sent = 0;
@@ -219,12 +214,12 @@ impl Launched {
             let late = prepared.late_inputs();
             let trees = late
                 .iter()
-                .map(|(_, source)| {
-                    sys::detached_tree(&cstring_of(source)?)
-                        .map_err(|e| Error::fs("cloning the mount of input", *source, e))
+                .map(|(_, path, source)| {
+                    sys::detached_tree(source)
+                        .map_err(|e| Error::fs("cloning the mount of input", *path, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            (late.into_iter().map(|(bind, _)| bind).collect(), trees)
+            (late.into_iter().map(|(bind, ..)| bind).collect(), trees)
         } else {
             (prepared.store_binds(), Vec::new())
         };
