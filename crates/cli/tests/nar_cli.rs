@@ -442,3 +442,33 @@ fn restore_refuses_an_existing_target() {
     assert_clean_failure(&out, &["already exists"]);
     assert_eq!(fs::read(target.join("keep")).unwrap(), b"x");
 }
+
+/// Regression: a 300-level tree was accepted by `store add-path` (and verified), but
+/// `nar restore` of that very path's dump refused it as "nested deeper than 256 levels",
+/// while `nix-store --restore` restores it.
+#[test]
+fn a_deep_tree_the_store_accepts_restores_from_its_own_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("deep");
+    let deepest: PathBuf = std::iter::repeat_n("d", 299).collect();
+    fs::create_dir_all(tree.join(&deepest)).unwrap();
+    fs::write(tree.join(&deepest).join("leaf"), "bottom\n").unwrap();
+    let store = tmp.path().join("store");
+    let added = kiln_ok(&["--store", s(&store), "store", "add-path", s(&tree)]);
+    let real = store.join(added.trim().trim_start_matches('/'));
+    let nar = kiln_bytes(&["nar", "dump", s(&real)]);
+    assert!(nar == nix_bytes("nix-store", &["--dump", s(&real)]));
+
+    let ours = tmp.path().join("ours");
+    let out = kiln_with_stdin(&["nar", "restore", s(&ours)], &nar);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(ours.join(&deepest).join("leaf")).unwrap(),
+        "bottom\n"
+    );
+    assert!(kiln_bytes(&["nar", "dump", s(&ours)]) == nar);
+}

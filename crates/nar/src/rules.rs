@@ -9,10 +9,12 @@ pub const MAX_TARGET_LEN: usize = 4095;
 
 /// Most directory levels the reader accepts, counting the root directory as level 1.
 ///
-/// Deep enough for any real store path (paths this deep already strain `PATH_MAX`), small
-/// enough that hostile input cannot exhaust memory or stack. The writer does not enforce
-/// it, because `nix-store --dump` does not.
-pub const MAX_DEPTH: usize = 256;
+/// Every level below the root adds at least two bytes (a slash and a one-byte name) to the
+/// paths inside it, so a tree deeper than `PATH_MAX / 2` has paths no system call accepts
+/// whole: neither kiln nor Nix can dump, add, scan or restore it, since both name files
+/// by whole paths. Any tree the store can hold is therefore within this limit, while a
+/// hostile stream still cannot make the reader keep unbounded state.
+pub const MAX_DEPTH: usize = 2048;
 
 /// Why `name` cannot be a directory entry name, if it cannot.
 pub(crate) fn name_problem(name: &[u8]) -> Option<&'static str> {

@@ -423,16 +423,30 @@ fn nested(levels: usize) -> Nar {
     archive(node)
 }
 
+/// Regression: the limit was 256 levels, so a 300-level tree that the store accepted
+/// (and `nix-store --restore` restores) could not be restored from its own NAR.
 #[test]
-fn nesting_depth_limit() {
-    let scene = restores(&nested(MAX_DEPTH).bytes);
-    let deepest: PathBuf = std::iter::repeat_n("d", MAX_DEPTH - 1).collect();
+fn nesting_depth_limit_admits_what_a_path_can_reach() {
+    let scene = restores(&nested(300).bytes);
+    let deepest: PathBuf = std::iter::repeat_n("d", 299).collect();
     assert!(scene.target.join(deepest).is_dir());
+
+    // At the limit itself, paths outgrow PATH_MAX: the reader alone is exercised.
+    let entries = list(&nested(MAX_DEPTH).bytes[..]).expect("the deepest admitted tree");
+    assert_eq!(entries.len(), MAX_DEPTH);
 
     let nar = nested(MAX_DEPTH + 1);
     let at = offset_of(&nar, b"directory", MAX_DEPTH);
-    let err = rejected(&nar.bytes, at, "nested deeper than 256 levels");
+    let err = list(&nar.bytes[..]).expect_err("one level too deep");
     assert!(matches!(err, Error::TooDeep { .. }), "{err}");
+    assert_eq!(err.offset(), Some(at), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "nested deeper than {MAX_DEPTH} levels at byte {at}"
+        )),
+        "{text}"
+    );
 }
 
 #[test]
