@@ -127,6 +127,42 @@ in mk { name = "top"; a = simple; b = multi.dev; c = fod; inherit src; odd = "q\
     assert_store_verifies(&kiln_store);
 }
 
+/// Regression: with `__structuredAttrs`, the environment holds only `__json` and
+/// `nix show-derivation` 2.8 prints no `name` field, so `derivation add` failed with
+/// "missing: give the derivation name" instead of reading the name from `__json`.
+#[test]
+fn takes_the_name_of_a_structured_attrs_derivation_from_its_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nix_store = tmp.path().join("nix");
+    let kiln_store = tmp.path().join("kiln");
+    let drv = instantiate_text(
+        tmp.path(),
+        "structured.nix",
+        r#"{ busybox }: derivation { name = "structured"; system = "x86_64-linux";
+  builder = "/bin/sh"; __structuredAttrs = true; outputs = [ "out" "doc" ];
+  args = [ "-c" "true" ]; nested = { list = [ 1 "two" ]; }; }"#,
+        &nix_store,
+        tmp.path(),
+    );
+    let shown: serde_json::Value = serde_json::from_str(&nix_ok(
+        "nix",
+        &["show-derivation", "--store", s(&nix_store), drv.trim()],
+    ))
+    .unwrap();
+    let json = &shown[drv.trim()];
+    assert!(json.get("name").is_none(), "Nix 2.8 prints no name field");
+    assert!(
+        json["env"].get("name").is_none(),
+        "the name is only in __json"
+    );
+    let (ok, stdout, stderr) = add(&kiln_store, &blank(json.clone()));
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), drv.trim());
+    let ours = std::fs::read(kiln_store.join(drv.trim().trim_start_matches('/'))).unwrap();
+    let theirs = std::fs::read(nix_store.join(drv.trim().trim_start_matches('/'))).unwrap();
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn refuses_wrong_output_paths_and_missing_inputs() {
     let tmp = tempfile::tempdir().unwrap();

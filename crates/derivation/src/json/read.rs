@@ -46,12 +46,15 @@ pub fn from_json_value(
             Some(n) => {
                 String::from_utf8(n.to_vec()).map_err(|_| json_err("env.name", "is not UTF-8"))?
             }
-            None => {
-                return Err(json_err(
-                    "name",
-                    "missing: give the derivation name as a 'name' field or env var",
-                ))
-            }
+            None => match env.get(b"__json".as_slice()) {
+                Some(json) => structured_attrs_name(json)?,
+                None => {
+                    return Err(json_err(
+                        "name",
+                        "missing: give the derivation name as a 'name' field or env var",
+                    ))
+                }
+            },
         },
     };
     // The `.drv` file is named `<name>.drv`, so the name must make a valid store name.
@@ -296,6 +299,21 @@ fn store_path(store_dir: &StoreDir, v: &Value, f: &str) -> Result<StorePath> {
     store_dir
         .parse(as_str(v, f)?)
         .map_err(|e| json_err(f, &e.to_string()))
+}
+
+/// With structured attributes, the environment has only `__json`; the name is in there
+/// (`nix show-derivation` 2.8 prints no `name` field).
+fn structured_attrs_name(json: &[u8]) -> Result<String> {
+    let attrs: Value = serde_json::from_slice(json)
+        .map_err(|e| json_err("env.__json", &format!("is not valid JSON: {e}")))?;
+    match attrs.get("name") {
+        Some(Value::String(name)) => Ok(name.clone()),
+        Some(_) => Err(json_err("env.__json.name", "is not a string")),
+        None => Err(json_err(
+            "name",
+            "missing: give the derivation name as a 'name' field, an env var, or in env.__json",
+        )),
+    }
 }
 
 fn json_err(field: &str, message: &str) -> Error {
