@@ -134,6 +134,10 @@ impl BenchArgs {
     pub fn has(&self, name: &str) -> bool {
         self.args.iter().any(|a| a == name)
     }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        flag(&self.args, name)
+    }
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {

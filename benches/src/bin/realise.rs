@@ -5,7 +5,9 @@
 //! chain's floor: its builder run the same number of times with no sandbox at all.
 //!
 //! Run: `cargo build --release -p kiln && cargo run --release -p kiln-bench --bin realise`
-//! (options: `--runs N`, `--dir DIR`, `--no-scaling`).
+//! (options: `--runs N`, `--dir DIR`, `--no-scaling`, `--baseline KILN`: another kiln
+//! binary, e.g. one built from an earlier commit, timed in the same runs, alternating
+//! with this one, to show what a change costs).
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -19,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     let (runs, work) = (args.runs, &args.work);
     let kiln = kiln_binary()?;
     let kiln = kiln.to_str().context("utf-8")?;
+    let baseline = args.text("--baseline");
     let busybox = work.path().join("busybox");
     std::fs::create_dir(&busybox)?;
     std::fs::copy("/bin/busybox", busybox.join("sh")).context("copying /bin/busybox")?;
@@ -28,7 +31,9 @@ fn main() -> anyhow::Result<()> {
         ("200 independent", "independent", 200),
         ("chain of 50", "chain", 50),
     ] {
-        let (k, n) = compare(work.path(), &busybox, kiln, shape, count, runs, true)?;
+        let kilns: Vec<&str> = std::iter::once(kiln).chain(baseline.as_deref()).collect();
+        let (times, n) = compare(work.path(), &busybox, &kilns, shape, count, runs, true)?;
+        let k = times[0];
         println!(
             "{label}: kiln {:.3} s ({:.1} ms/drv), nix {:.3} s ({:.1} ms/drv), speed-up x{:.1}",
             k,
@@ -37,6 +42,14 @@ fn main() -> anyhow::Result<()> {
             1000.0 * n / count as f64,
             n / k
         );
+        if let Some(b) = times.get(1) {
+            println!(
+                "  baseline kiln {:.3} s ({:.1} ms/drv): this binary takes {:.1} % of its time",
+                b,
+                1000.0 * b / count as f64,
+                100.0 * k / b
+            );
+        }
         if shape == "chain" {
             let floor = bare_chain_step(work.path(), &busybox, count, runs)?;
             println!(
@@ -50,7 +63,16 @@ fn main() -> anyhow::Result<()> {
     if !args.has("--no-scaling") {
         println!("# kiln per-derivation cost as the graph grows (independent, -j2)");
         for count in [50, 200, 1000, 2000] {
-            let (k, _) = compare(work.path(), &busybox, kiln, "independent", count, 1, false)?;
+            let (times, _) = compare(
+                work.path(),
+                &busybox,
+                &[kiln],
+                "independent",
+                count,
+                1,
+                false,
+            )?;
+            let k = times[0];
             println!(
                 "{count:>5} derivations: {:.3} s, {:.2} ms/drv",
                 k,
@@ -90,16 +112,17 @@ fn bare_chain_step(work: &Path, busybox: &Path, count: usize, runs: usize) -> an
     Ok(median(per_run).as_secs_f64())
 }
 
-/// Median wall seconds of kiln and (if `with_nix`) Nix building `count` derivations.
+/// Median wall seconds of each kiln binary and (if `with_nix`) Nix building `count`
+/// derivations; within a run, each binary and Nix take their turn.
 fn compare(
     work: &Path,
     busybox: &Path,
-    kiln: &str,
+    kilns: &[&str],
     shape: &str,
     count: usize,
     runs: usize,
     with_nix: bool,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(Vec<f64>, f64)> {
     let template = work.join(format!("template-{shape}-{count}"));
     let expr = work.join(format!("{shape}-{count}.nix"));
     let body = match shape {
@@ -128,30 +151,28 @@ fn compare(
         .lines()
         .map(String::from)
         .collect();
-    let (mut k_times, mut n_times) = (Vec::new(), Vec::new());
+    let mut k_times: Vec<Vec<std::time::Duration>> = vec![Vec::new(); kilns.len()];
+    let mut n_times = Vec::new();
     for run in 0..runs {
-        let k_store = work.join(format!("k-{shape}-{count}-{run}"));
         let n_store = work.join(format!("n-{shape}-{count}-{run}"));
-        for dst in [&k_store, &n_store] {
-            anyhow::ensure!(Command::new("cp")
-                .arg("-a")
-                .arg(&template)
-                .arg(dst)
-                .status()?
-                .success());
+        for (which, kiln) in kilns.iter().enumerate() {
+            let k_store = work.join(format!("k{which}-{shape}-{count}-{run}"));
+            copy_store(&template, &k_store)?;
+            let mut kargs = vec![
+                *kiln,
+                "--store",
+                k_store.to_str().context("utf-8")?,
+                "build",
+                "--no-link",
+                "-j",
+                "2",
+            ];
+            kargs.extend(drvs.iter().map(String::as_str));
+            k_times[which].push(time_command(&kargs)?.1);
+            let _ = std::fs::remove_dir_all(&k_store);
         }
-        let mut kargs = vec![
-            kiln,
-            "--store",
-            k_store.to_str().context("utf-8")?,
-            "build",
-            "--no-link",
-            "-j",
-            "2",
-        ];
-        kargs.extend(drvs.iter().map(String::as_str));
-        k_times.push(time_command(&kargs)?.1);
         if with_nix {
+            copy_store(&template, &n_store)?;
             let mut nargs = vec![
                 "nix-store",
                 "--store",
@@ -168,14 +189,27 @@ fn compare(
             ];
             nargs.extend(drvs.iter().map(String::as_str));
             n_times.push(time_command(&nargs)?.1);
+            let _ = std::fs::remove_dir_all(&n_store);
         }
-        let _ = std::fs::remove_dir_all(&k_store);
-        let _ = std::fs::remove_dir_all(&n_store);
     }
     let n = if with_nix {
         seconds(median(n_times))
     } else {
         0.0
     };
-    Ok((seconds(median(k_times)), n))
+    Ok((k_times.into_iter().map(|t| seconds(median(t))).collect(), n))
+}
+
+fn copy_store(template: &Path, dst: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(template)
+            .arg(dst)
+            .status()?
+            .success(),
+        "copying the template store to {}",
+        dst.display()
+    );
+    Ok(())
 }
