@@ -9,6 +9,7 @@ use kiln_derivation::Derivation;
 use kiln_hash::{nix32, Hash};
 
 use crate::error::{Error, Result};
+use crate::placeholders::Rewrites;
 
 /// What the environment depends on besides the derivation.
 pub struct EnvContext<'a> {
@@ -109,7 +110,27 @@ pub fn builder_environment(
     }
     set("NIX_LOG_FD", b"2");
     set("TERM", b"xterm-256color");
-    Ok((env.into_iter().collect(), files))
+    // Names too: Nix rewrites each `NAME=VALUE` string whole. The order stays that of
+    // the names before rewriting, as in Nix.
+    let rewrites = Rewrites::for_outputs(ctx.outputs);
+    let env = env
+        .into_iter()
+        .map(|(k, v)| (rewrites.apply_owned(k), rewrites.apply_owned(v)))
+        .collect();
+    let files = files
+        .into_iter()
+        .map(|(name, contents)| (name, rewrites.apply_owned(contents)))
+        .collect();
+    Ok((env, files))
+}
+
+/// The builder's arguments, with output placeholders replaced as in its environment.
+pub fn builder_arguments(drv: &Derivation, outputs: &BTreeMap<String, String>) -> Vec<Vec<u8>> {
+    let rewrites = Rewrites::for_outputs(outputs);
+    drv.args
+        .iter()
+        .map(|a| rewrites.apply(a).into_owned())
+        .collect()
 }
 
 /// `.attrs.json` (the `__json` attribute with `outputs` replaced by output paths) and

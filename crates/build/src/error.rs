@@ -60,7 +60,7 @@ pub enum Error {
     #[error("closure of path '{path}' is too large at {size} bytes; limit is {limit} bytes")]
     ClosureTooLarge { path: String, size: u64, limit: u64 },
     #[error("attribute '{attr}' of derivation '{drv}' {why}")]
-    BadOutputChecks {
+    BadAttribute {
         attr: String,
         drv: String,
         why: &'static str,
@@ -79,6 +79,17 @@ pub enum Error {
     ExportReferences { drv: String, why: String },
     #[error("derivation '{drv}' cannot be built here: {why}")]
     Unsupported { drv: String, why: String },
+    #[error("a '{system}' with features {{{features}}} is required to build '{drv}', but I am a '{this_system}' with features {{{this_features}}}")]
+    WrongPlatform {
+        system: String,
+        features: String,
+        drv: String,
+        this_system: String,
+        this_features: String,
+    },
+    /// `max-jobs = 0` and no remote builders, as Nix words it.
+    #[error("unable to start any build; either increase '--max-jobs' or enable remote builds.\nhttps://nixos.org/manual/nix/stable/advanced-topics/distributed-builds.html")]
+    NoBuildSlots,
     #[error("interrupted by the user")]
     Interrupted,
     #[error("no free build user in group 'nixbld' (all {0} are busy)")]

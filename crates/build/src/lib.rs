@@ -19,6 +19,8 @@ mod export_graph;
 mod inputs;
 mod log;
 mod outputs;
+mod placeholders;
+mod platform;
 mod realise;
 
 pub use build_user::BuildUser;
@@ -27,4 +29,5 @@ pub use env::{builder_environment, EnvContext, Environment};
 pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};
 pub use log::{read_log, BuildLog, LOG_LINES};
+pub use platform::{Platform, Requirements};
 pub use realise::{interrupt, interrupted, realise, BuildSettings, Realised, StartHook};

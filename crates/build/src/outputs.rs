@@ -339,7 +339,7 @@ fn checks_for(drv: &Derivation, drv_str: &str, output: &str) -> Result<Option<Ch
         }
         return Ok(Some(checks));
     };
-    let bad = |attr: &str, why| Error::BadOutputChecks {
+    let bad = |attr: &str, why| Error::BadAttribute {
         attr: attr.to_string(),
         drv: drv_str.to_string(),
         why,

@@ -14,7 +14,7 @@ use kiln_store::{LocalStore, PathInfo, PathLock};
 use kiln_store_path::StorePath;
 
 use crate::build_user::BuildUser;
-use crate::env::{builder_environment, EnvContext};
+use crate::env::{builder_arguments, builder_environment, EnvContext};
 use crate::error::{Error, IoContext, Result};
 use crate::export_graph::{export_references_graph, export_references_json};
 use crate::inputs::{
@@ -23,6 +23,7 @@ use crate::inputs::{
 };
 use crate::log::BuildLog;
 use crate::outputs::{process_outputs, RawOutput};
+use crate::platform::Platform;
 
 /// Called with a `.drv` path when its build starts.
 pub type StartHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
@@ -56,6 +57,11 @@ pub struct BuildSettings {
     /// Told the `.drv` path when a build really starts (its locks are held), to print
     /// Nix's "building '…'..." line.
     pub on_start: Option<StartHook>,
+    /// What this machine can build (`system`, `extra-platforms`, `system-features`).
+    pub platform: Arc<Platform>,
+    /// False for `max-jobs = 0`: every derivation that needs building fails, as in Nix
+    /// without remote builders; valid outputs are still reported.
+    pub local_builds: bool,
 }
 
 impl BuildSettings {
@@ -76,6 +82,8 @@ impl BuildSettings {
             sync_before_registering: true,
             register_in_background: false,
             on_start: None,
+            platform: Arc::new(Platform::this_machine()),
+            local_builds: true,
         }
     }
 }
@@ -229,6 +237,10 @@ fn stage(
     if all_valid(store, &outputs)? {
         return Ok(Claim::Valid(outputs));
     }
+    if !settings.local_builds {
+        return Err(Error::NoBuildSlots);
+    }
+    settings.platform.check(drv, &drv_str)?;
     // Non-blocking, in sorted order, all or nothing: a busy lock means another process
     // (kiln or Nix) is building this; the scheduler retries later.
     let mut lock_paths: Vec<PathBuf> = outputs
@@ -461,7 +473,7 @@ fn start_sandbox(
         user.uid,
         user.gid,
     );
-    spec.args = drv.args.iter().map(|a| a.to_vec()).collect();
+    spec.args = builder_arguments(drv, &output_strings);
     spec.env = env;
     let settled = staged.provisional.as_ref().map(|p| &p.settled);
     spec.inputs = sandbox_inputs(store, settings, &staged.inputs, settled)?;
@@ -485,6 +497,8 @@ fn start_sandbox(
     };
     spec.timeout = settings.timeout;
     spec.max_silent_time = settings.max_silent_time;
+    spec.personality.linux32 = settings.platform.wants_linux32(&drv.platform);
+    spec.kvm = settings.platform.features.contains("kvm");
     let sandbox_err = |source| Error::Sandbox {
         drv: drv_str.clone(),
         source,

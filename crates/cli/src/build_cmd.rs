@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kiln_build::{BuildSettings, DerivationExecutor, Goal, GoalOutput};
+use kiln_build::{BuildSettings, DerivationExecutor, Goal, GoalOutput, Platform};
 use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
 use kiln_scheduler::{Event, Options, Scheduler};
 use kiln_store::LocalStore;
@@ -50,10 +50,10 @@ pub struct BuildArgs {
     /// Copy build logs to stderr as they are produced.
     #[arg(short = 'L', long = "print-build-logs")]
     print_build_logs: bool,
-    /// Kill a build after this many seconds.
+    /// Kill a build after this many seconds (0: no limit).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
-    /// Kill a build after this many seconds without output.
+    /// Kill a build after this many seconds without output (0: no limit).
     #[arg(long, value_name = "SECONDS")]
     max_silent_time: Option<u64>,
     /// Keep the build directory of a failed build.
@@ -64,22 +64,25 @@ pub struct BuildArgs {
     /// `sandbox-paths` and `extra-sandbox-paths` are used too.
     #[arg(long = "sandbox-path", value_name = "SPEC")]
     sandbox_paths: Vec<String>,
+    /// Set a `nix.conf` setting for this run (repeatable); wins over `nix.conf` and
+    /// `$NIX_CONFIG`.
+    #[arg(long = "option", num_args = 2, value_names = ["NAME", "VALUE"])]
+    options: Vec<String>,
 }
 
-/// `sandbox-paths` and `extra-sandbox-paths` from `$NIX_CONF_DIR/nix.conf` (default
-/// `/etc/nix`) and `$NIX_CONFIG`.
 /// The `nix.conf` settings `kiln build` honours, from `$NIX_CONF_DIR/nix.conf` (default
-/// `/etc/nix`) and then `$NIX_CONFIG`, later lines winning as in Nix.
+/// `/etc/nix`), then `$NIX_CONFIG`, then `--option`, later lines winning as in Nix.
 #[derive(Debug, PartialEq, Eq)]
 struct NixConf {
     sandbox_paths: Vec<String>,
     /// Nix's `sync-before-registering`. Nix's default is false; kiln's is true, so
     /// that no registered path can lack its contents after a crash.
     sync_before_registering: bool,
+    platform: Platform,
 }
 
 impl NixConf {
-    fn load() -> NixConf {
+    fn load(options: &[String]) -> NixConf {
         let dir = std::env::var_os("NIX_CONF_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/etc/nix"));
@@ -87,6 +90,11 @@ impl NixConf {
             .into_iter()
             .collect();
         texts.extend(std::env::var("NIX_CONFIG"));
+        texts.extend(
+            options
+                .chunks(2)
+                .map(|pair| format!("{} = {}\n", pair[0], pair.get(1).map_or("", |v| v))),
+        );
         NixConf::parse(&texts)
     }
 
@@ -94,6 +102,7 @@ impl NixConf {
         let mut conf = NixConf {
             sandbox_paths: Vec::new(),
             sync_before_registering: true,
+            platform: Platform::this_machine(),
         };
         for text in texts {
             for line in text.lines() {
@@ -114,6 +123,11 @@ impl NixConf {
                         "false" => conf.sync_before_registering = false,
                         _ => {}
                     },
+                    "system" => conf.platform.system = value.trim().to_string(),
+                    "extra-platforms" => conf.platform.extra_platforms = words().collect(),
+                    "extra-extra-platforms" => conf.platform.extra_platforms.extend(words()),
+                    "system-features" => conf.platform.features = words().collect(),
+                    "extra-system-features" => conf.platform.features.extend(words()),
                     _ => {}
                 }
             }
@@ -171,7 +185,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         settings.cores = c;
     }
     settings.keep_failed = args.keep_failed;
-    let conf = NixConf::load();
+    let conf = NixConf::load(&args.options);
     settings.sync_before_registering = conf.sync_before_registering;
     settings.register_in_background = true;
     settings.sandbox_paths = conf
@@ -180,8 +194,12 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         .chain(&args.sandbox_paths)
         .map(|spec| kiln_sandbox::SandboxPath::parse(spec))
         .collect();
-    settings.timeout = args.timeout.map(Duration::from_secs);
-    settings.max_silent_time = args.max_silent_time.map(Duration::from_secs);
+    // 0 means no limit, as in Nix.
+    let limit = |secs: Option<u64>| secs.filter(|&s| s > 0).map(Duration::from_secs);
+    settings.timeout = limit(args.timeout);
+    settings.max_silent_time = limit(args.max_silent_time);
+    settings.platform = Arc::new(conf.platform);
+    settings.local_builds = args.jobs > 0;
     let progress = ProgressReport::new();
     let bar = progress.bar.clone();
     settings.on_start = Some(Arc::new(move |drv: &str| {
@@ -477,5 +495,18 @@ mod tests {
             "build-chroot-dirs = /y\n".into(),
         ]);
         assert_eq!(conf.sandbox_paths, ["/y"]);
+        let conf = NixConf::parse(&[
+            "system-features = a b\nextra-system-features = c\n".into(),
+            "system = i086-msdos\nextra-platforms = z80-cpm\n".into(),
+        ]);
+        assert_eq!(
+            conf.platform.features,
+            ["a", "b", "c"].map(String::from).into()
+        );
+        assert_eq!(conf.platform.system, "i086-msdos");
+        assert_eq!(
+            conf.platform.extra_platforms,
+            ["z80-cpm".to_string()].into()
+        );
     }
 }
