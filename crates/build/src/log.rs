@@ -266,6 +266,9 @@ mod tests {
             &mut stored,
         )
         .unwrap();
-        assert!(stored.starts_with("@nix {\"action\":\"stop\",\"id\":1}\nplain"), "{stored}");
+        assert!(
+            stored.starts_with("@nix {\"action\":\"stop\",\"id\":1}\nplain"),
+            "{stored}"
+        );
     }
 }

@@ -89,9 +89,6 @@ fn emit(json: &str) {
 mod tests {
     #[test]
     fn json_strings_escape_like_nix() {
-        assert_eq!(
-            super::json_string("a\"b\x1b[0m"),
-            "\"a\\\"b\\u001b[0m\""
-        );
+        assert_eq!(super::json_string("a\"b\x1b[0m"), "\"a\\\"b\\u001b[0m\"");
     }
 }

@@ -181,8 +181,8 @@ impl Profile {
                 Some(meta) if meta.file_type().is_symlink() => {
                     // A directory of another package linked whole: replace the link by
                     // a directory holding both packages' entries.
-                    let target = fs::canonicalize(dst)
-                        .map_err(|e| Error::io("canonicalising", dst, e))?;
+                    let target =
+                        fs::canonicalize(dst).map_err(|e| Error::io("canonicalising", dst, e))?;
                     let target_is_dir = fs::symlink_metadata(&target)
                         .map_err(|e| Error::io("getting status of", &target, e))?
                         .is_dir();
@@ -207,7 +207,8 @@ impl Profile {
             if meta.file_type().is_symlink() {
                 let previous = self.priorities.get(dst).copied().unwrap_or(0);
                 if previous == priority {
-                    let old = fs::read_link(dst).map_err(|e| Error::io("reading symbolic link", dst, e))?;
+                    let old = fs::read_link(dst)
+                        .map_err(|e| Error::io("reading symbolic link", dst, e))?;
                     return Err(Error::SamePriority {
                         new: src.to_path_buf(),
                         old,
@@ -254,17 +255,38 @@ mod tests {
         assert_eq!(
             list,
             vec![
-                Package { path: "/a".into(), active: true, priority: 5 },
-                Package { path: "/b".into(), active: true, priority: 5 },
-                Package { path: "/c".into(), active: false, priority: 0 },
+                Package {
+                    path: "/a".into(),
+                    active: true,
+                    priority: 5
+                },
+                Package {
+                    path: "/b".into(),
+                    active: true,
+                    priority: 5
+                },
+                Package {
+                    path: "/c".into(),
+                    active: false,
+                    priority: 0
+                },
             ]
         );
     }
 
     #[test]
     fn a_short_package_list_is_an_error_not_a_panic() {
-        assert!(matches!(parse_packages("true 5"), Err(Error::BadPackageList(_))));
-        assert!(matches!(parse_packages("true x 1 /a"), Err(Error::BadPackageList(_))));
-        assert!(matches!(parse_packages("true 1 2 /a"), Err(Error::BadPackageList(_))));
+        assert!(matches!(
+            parse_packages("true 5"),
+            Err(Error::BadPackageList(_))
+        ));
+        assert!(matches!(
+            parse_packages("true x 1 /a"),
+            Err(Error::BadPackageList(_))
+        ));
+        assert!(matches!(
+            parse_packages("true 1 2 /a"),
+            Err(Error::BadPackageList(_))
+        ));
     }
 }

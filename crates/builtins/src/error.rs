@@ -61,7 +61,11 @@ impl Error {
         format!("{RED_BOLD}error:{RESET} {}", self.render(true))
     }
 
-    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
         Error::Io {
             what,
             path: path.into(),
@@ -155,7 +159,10 @@ mod tests {
             "/x",
             std::io::Error::from_raw_os_error(libc_enoent()),
         );
-        assert_eq!(e.to_string(), "opening file '/x': No such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "opening file '/x': No such file or directory"
+        );
     }
 
     fn libc_enoent() -> i32 {

@@ -128,7 +128,9 @@ fn open_file(rest: &str) -> Result<(Box<dyn Read>, u64), Failure> {
     }
     let unreadable = || Failure::permanent("Couldn't read a file:// file (37)");
     let path = percent_decode(path).ok_or_else(unreadable)?;
-    let path = std::path::PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path));
+    let path = std::path::PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path),
+    );
     let file = std::fs::File::open(&path).map_err(|_| unreadable())?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((Box::new(file), len))
@@ -207,8 +209,12 @@ fn transport_failure(e: ureq::Error) -> Failure {
             }
             _ => transient(&io.to_string()),
         },
-        ureq::Error::BadUri(_) => Failure::permanent("URL using bad/illegal format or missing URL (3)"),
-        ureq::Error::TooManyRedirects => Failure::permanent("Number of redirects hit maximum amount (47)"),
+        ureq::Error::BadUri(_) => {
+            Failure::permanent("URL using bad/illegal format or missing URL (3)")
+        }
+        ureq::Error::TooManyRedirects => {
+            Failure::permanent("Number of redirects hit maximum amount (47)")
+        }
         ureq::Error::InvalidProxyUrl => Failure::permanent("Couldn't resolve proxy name (5)"),
         other => transient(&other.to_string()),
     }
@@ -255,8 +261,7 @@ fn bypasses(list: &str, host: &str) -> bool {
     list.split(',').map(str::trim).any(|entry| {
         let entry = entry.trim_start_matches('.').to_ascii_lowercase();
         entry == "*"
-            || (!entry.is_empty()
-                && (host == entry || host.ends_with(&format!(".{entry}"))))
+            || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
     })
 }
 
@@ -291,7 +296,10 @@ mod tests {
         for attempt in 1..5 {
             let ms = backoff(attempt).as_millis() as f64;
             let base = 250.0 * 2f64.powi(attempt as i32 - 1);
-            assert!(ms >= base - 1.0 && ms < base * 2f64.sqrt() + 1.0, "{attempt}: {ms}");
+            assert!(
+                ms >= base - 1.0 && ms < base * 2f64.sqrt() + 1.0,
+                "{attempt}: {ms}"
+            );
         }
     }
 }

@@ -40,7 +40,11 @@ pub fn unpack_channel(env: &Env<'_>) -> Result<(), Error> {
 
     let mut entries = Vec::new();
     for entry in fs::read_dir(out).map_err(|e| Error::io("opening directory", out, e))? {
-        entries.push(entry.map_err(|e| Error::io("reading directory", out, e))?.file_name());
+        entries.push(
+            entry
+                .map_err(|e| Error::io("reading directory", out, e))?
+                .file_name(),
+        );
     }
     let [only] = entries.as_slice() else {
         return Err(Error::ChannelNotOneFile(src.to_string()));
