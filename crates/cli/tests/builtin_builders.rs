@@ -422,3 +422,31 @@ fn buildenv_same_priority_collision_fails_like_nix() {
     assert!(!end.success);
     assert!(end.log.contains("have the same priority"), "{end:?}");
 }
+
+#[test]
+fn unpack_channel_matches_nix() {
+    let (tmp, busybox, _) = scratch();
+    let top = tmp.path().join("tree/nixexprs");
+    std::fs::create_dir_all(top.join("lib")).unwrap();
+    std::fs::write(top.join("default.nix"), "{ }\n").unwrap();
+    std::fs::write(top.join("lib/x.nix"), "1\n").unwrap();
+    let tarball = tmp.path().join("channel.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .args([
+            "-C",
+            s(&tmp.path().join("tree")),
+            "-czf",
+            s(&tarball),
+            "nixexprs",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let expr = format!(
+        r#"{{ busybox }}: derivation {{ name = "channel"; system = "builtin"; builder = "builtin:unpack-channel";
+  src = builtins.path {{ path = {}; }}; channelName = "mine"; }}"#,
+        s(&tarball)
+    );
+    let end = assert_same(tmp.path(), &busybox, |_| expr.clone());
+    assert!(end.success, "{end:?}");
+}
