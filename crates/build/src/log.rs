@@ -19,8 +19,27 @@ pub struct BuildLog {
     path: PathBuf,
     tail: VecDeque<Vec<u8>>,
     partial: Vec<u8>,
-    /// Also copy the log here (e.g. stderr for `-L`).
+    /// Also copy the log here (e.g. stderr for `-L`), without `@nix` lines.
     echo: Option<Box<dyn Write + Send>>,
+    /// What is known of the line being echoed.
+    echo_line: EchoLine,
+}
+
+/// Builtin builders write progress as `@nix {json}` lines (Nix's JSON logger): the
+/// log file keeps them, as Nix's does, but neither the tail of a failed build nor
+/// the echoed output shows them.
+const JSON_LINE_PREFIX: &[u8] = b"@nix ";
+
+/// The echo state of the current line.
+enum EchoLine {
+    /// Its first bytes, held back while they could still begin `@nix `.
+    Start(Vec<u8>),
+    Echoed,
+    Hidden,
+}
+
+fn is_json_line(line: &[u8]) -> bool {
+    line.starts_with(JSON_LINE_PREFIX)
 }
 
 impl BuildLog {
@@ -36,6 +55,7 @@ impl BuildLog {
             tail: VecDeque::new(),
             partial: Vec::new(),
             echo,
+            echo_line: EchoLine::Start(Vec::new()),
         })
     }
 
@@ -85,12 +105,14 @@ impl Write for BuildLog {
         if let Some(enc) = self.encoder.as_mut() {
             enc.write_all(buf)?;
         }
-        if let Some(echo) = self.echo.as_mut() {
-            let _ = echo.write_all(buf);
-        }
+        self.echo(buf);
         for &b in buf {
             if b == b'\n' {
-                self.tail.push_back(std::mem::take(&mut self.partial));
+                let line = std::mem::take(&mut self.partial);
+                if is_json_line(&line) {
+                    continue;
+                }
+                self.tail.push_back(line);
                 if self.tail.len() > LOG_LINES {
                     self.tail.pop_front();
                 }
@@ -106,6 +128,49 @@ impl Write for BuildLog {
             let _ = echo.flush();
         }
         Ok(())
+    }
+}
+
+impl BuildLog {
+    /// Copies `buf` to the echo, leaving out `@nix` lines. Bytes are passed on as
+    /// they come, except the first few of a line while they could begin one.
+    fn echo(&mut self, buf: &[u8]) {
+        let Some(echo) = self.echo.as_mut() else {
+            return;
+        };
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            let (segment, after) = rest.split_at(end);
+            rest = after;
+            let complete = segment.ends_with(b"\n");
+            match &mut self.echo_line {
+                EchoLine::Echoed => {
+                    let _ = echo.write_all(segment);
+                }
+                EchoLine::Hidden => {}
+                EchoLine::Start(held) => {
+                    held.extend_from_slice(segment);
+                    let decided = complete
+                        || held.len() >= JSON_LINE_PREFIX.len()
+                        || !JSON_LINE_PREFIX.starts_with(held);
+                    if decided {
+                        if held.starts_with(JSON_LINE_PREFIX) {
+                            self.echo_line = EchoLine::Hidden;
+                        } else {
+                            let _ = echo.write_all(held);
+                            self.echo_line = EchoLine::Echoed;
+                        }
+                    }
+                }
+            }
+            if complete {
+                self.echo_line = EchoLine::Start(Vec::new());
+            }
+        }
     }
 }
 
@@ -148,4 +213,62 @@ pub fn read_log(log_dir: &Path, drv_base: &str) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Before, a builtin's `@nix` progress lines filled the tail of a failed build and
+    /// the `-L` output, hiding the builtin's error among JSON.
+    #[test]
+    fn json_log_lines_stay_out_of_the_tail_and_the_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        let echo = Shared::default();
+        let mut log =
+            BuildLog::create(&dir.path().join("log.bz2"), Some(Box::new(echo.clone()))).unwrap();
+        // Split across writes the way a pty delivers it.
+        for chunk in [
+            b"@n".as_slice(),
+            b"ix {\"action\":\"stop\",\"id\":1}\nplain @nix line\n@",
+            b"nope\n@ni",
+            b"x {}\nlast",
+        ] {
+            log.write_all(chunk).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(echo.0.lock().unwrap().clone()).unwrap(),
+            "plain @nix line\n@nope\nlast"
+        );
+        assert_eq!(
+            log.tail_for_error(),
+            ";\nlast 3 log lines:\n> plain @nix line\n> @nope\n> last"
+        );
+        log.finish().unwrap();
+        // The file keeps everything, as Nix's log does.
+        let mut stored = String::new();
+        std::io::Read::read_to_string(
+            &mut bzip2::read::BzDecoder::new(File::open(dir.path().join("log.bz2")).unwrap()),
+            &mut stored,
+        )
+        .unwrap();
+        assert!(
+            stored.starts_with("@nix {\"action\":\"stop\",\"id\":1}\nplain"),
+            "{stored}"
+        );
+    }
 }

@@ -268,6 +268,8 @@ fn main() -> ExitCode {
     // namespace setup, so the (multi-threaded) builder never forks into it.
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(kiln_sandbox::HELPER_ARG))
     {
+        // Before the helper clones its first sandbox: every clone inherits it.
+        kiln_sandbox::set_builtin_runner(kiln_builtins::run);
         kiln_sandbox::helper_main();
     }
     // Nix forces this umask at startup; files kiln creates outside the store (restored

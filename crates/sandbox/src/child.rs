@@ -342,10 +342,32 @@ fn setup(
 
     sys::reset_signals();
     status::send(STATUS_FD, status::TAG_READY, &[]);
+    if let Some((runner, name)) = crate::builtin::for_builder(plan.builder.to_bytes()) {
+        run_builtin(runner, name, plan)
+    }
     let err = sys::execve(&plan.builder, &plan.argv, &plan.envp);
     Err(format!(
         "executing '{}': {}",
         plan.builder.to_string_lossy(),
         errno_text(err.raw_os_error().unwrap_or(0))
     ))
+}
+
+/// Runs a builtin builder in this process, which from here on is the builder: its
+/// output goes to the log and its exit status is the build's.
+fn run_builtin(runner: crate::builtin::BuiltinRunner, name: &[u8], plan: &Plan) -> ! {
+    // There is no `execve` to close the status pipe, and the caller reads it to EOF
+    // before it pumps the log.
+    let _ = sys::close_from(STATUS_FD);
+    let env = crate::builtin::split_env(plan.envp.iter().map(|e| e.to_bytes()));
+    let result = std::panic::catch_unwind(|| runner(name, &env));
+    let message = match result {
+        Ok(Ok(())) => sys::exit_now(0),
+        Ok(Err(message)) => message,
+        Err(_) => "the builtin builder panicked".to_string(),
+    };
+    let mut line = message.into_bytes();
+    line.push(b'\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &line);
+    sys::exit_now(1)
 }

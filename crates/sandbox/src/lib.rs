@@ -50,6 +50,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod builtin;
 mod child;
 mod cleanup;
 mod error;
@@ -73,6 +74,7 @@ mod status;
 mod sys;
 mod zygote;
 
+pub use builtin::{set_builtin_runner, BuiltinRunner};
 pub use cleanup::cleanup;
 pub use error::Error;
 pub use fresh_dir::looks_new;

@@ -64,9 +64,9 @@ pub(crate) fn personality(persona: libc::c_ulong) -> io::Result<libc::c_int> {
 /// Closes every descriptor `>= first` (`close_range`, or `/proc/self/fd` on
 /// kernels before 5.9, which is how Nix 2.8 does it).
 pub(crate) fn close_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; both callers (the helper
-    // at startup, the child right before exec) own no Rust object wrapping a
-    // descriptor at or above `first`.
+    // SAFETY: close_range only closes descriptors; the callers (the helper
+    // at startup, the child right before exec or a builtin builder) own no Rust
+    // object wrapping a descriptor at or above `first`.
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,

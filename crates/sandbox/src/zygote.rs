@@ -117,6 +117,18 @@ pub(crate) fn frame(plan: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(frame)
 }
 
+/// The proxy variables curl (Nix's downloader) reads, in both cases.
+const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 fn spawn(exe: &Path, kind: HelperKind) -> Result<Zygote, Error> {
     let spawn_error = |error| Error::SpawnHelper {
         path: exe.to_path_buf(),
@@ -128,8 +140,15 @@ fn spawn(exe: &Path, kind: HelperKind) -> Result<Zygote, Error> {
     if kind == HelperKind::Filtered {
         command.arg(FILTERED_ARG);
     }
+    command.env_clear();
+    // Builtin builders run in the helper's clones and, like Nix's in the daemon, take
+    // their proxy settings from its environment; nothing else is passed on.
+    for name in PROXY_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     let mut child = command
-        .env_clear()
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
