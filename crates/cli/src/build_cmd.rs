@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kiln_build::{BuildSettings, DerivationExecutor, Goal, GoalOutput, Platform};
+use kiln_config::Config;
 use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
 use kiln_scheduler::{Event, Options, Scheduler};
 use kiln_store::LocalStore;
@@ -24,10 +25,10 @@ pub struct BuildArgs {
     /// derivations) or existing store paths.
     #[arg(required = true)]
     installables: Vec<String>,
-    /// Maximum number of builds at once.
-    #[arg(short = 'j', long = "max-jobs", default_value_t = 1)]
-    jobs: usize,
-    /// Value of NIX_BUILD_CORES for each build (default: all CPUs).
+    /// Maximum number of builds at once (`max-jobs`; 0 builds nothing).
+    #[arg(short = 'j', long = "max-jobs")]
+    jobs: Option<usize>,
+    /// Value of NIX_BUILD_CORES for each build (`cores`; default: all CPUs).
     #[arg(long)]
     cores: Option<usize>,
     /// Go on building what does not depend on a failure.
@@ -64,76 +65,6 @@ pub struct BuildArgs {
     /// `sandbox-paths` and `extra-sandbox-paths` are used too.
     #[arg(long = "sandbox-path", value_name = "SPEC")]
     sandbox_paths: Vec<String>,
-    /// Set a `nix.conf` setting for this run (repeatable); wins over `nix.conf` and
-    /// `$NIX_CONFIG`.
-    #[arg(long = "option", num_args = 2, value_names = ["NAME", "VALUE"])]
-    options: Vec<String>,
-}
-
-/// The `nix.conf` settings `kiln build` honours, from `$NIX_CONF_DIR/nix.conf` (default
-/// `/etc/nix`), then `$NIX_CONFIG`, then `--option`, later lines winning as in Nix.
-#[derive(Debug, PartialEq, Eq)]
-struct NixConf {
-    sandbox_paths: Vec<String>,
-    /// Nix's `sync-before-registering`. Nix's default is false; kiln's is true, so
-    /// that no registered path can lack its contents after a crash.
-    sync_before_registering: bool,
-    platform: Platform,
-}
-
-impl NixConf {
-    fn load(options: &[String]) -> NixConf {
-        let dir = std::env::var_os("NIX_CONF_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/etc/nix"));
-        let mut texts: Vec<String> = std::fs::read_to_string(dir.join("nix.conf"))
-            .into_iter()
-            .collect();
-        texts.extend(std::env::var("NIX_CONFIG"));
-        texts.extend(
-            options
-                .chunks(2)
-                .map(|pair| format!("{} = {}\n", pair[0], pair.get(1).map_or("", |v| v))),
-        );
-        NixConf::parse(&texts)
-    }
-
-    fn parse(texts: &[String]) -> NixConf {
-        let mut conf = NixConf {
-            sandbox_paths: Vec::new(),
-            sync_before_registering: true,
-            platform: Platform::this_machine(),
-        };
-        for text in texts {
-            for line in text.lines() {
-                let line = line.split('#').next().unwrap_or("");
-                let Some((key, value)) = line.split_once('=') else {
-                    continue;
-                };
-                let words = || value.split_whitespace().map(String::from);
-                match key.trim() {
-                    "sandbox-paths" | "build-chroot-dirs" | "build-sandbox-paths" => {
-                        conf.sandbox_paths = words().collect();
-                    }
-                    "extra-sandbox-paths" | "build-extra-sandbox-paths" => {
-                        conf.sandbox_paths.extend(words());
-                    }
-                    "sync-before-registering" => match value.trim() {
-                        "true" => conf.sync_before_registering = true,
-                        "false" => conf.sync_before_registering = false,
-                        _ => {}
-                    },
-                    "system" => conf.platform.system = value.trim().to_string(),
-                    "extra-platforms" => conf.platform.extra_platforms = words().collect(),
-                    "extra-extra-platforms" => conf.platform.extra_platforms.extend(words()),
-                    "system-features" => conf.platform.features = words().collect(),
-                    "extra-system-features" => conf.platform.features.extend(words()),
-                    _ => {}
-                }
-            }
-        }
-        conf
-    }
 }
 
 /// What one installable asks for, and how its result is read from the report.
@@ -165,7 +96,7 @@ fn handle_interrupts() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
+pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow::Result<()> {
     handle_interrupts()?;
     let helper_exe = std::env::current_exe().context("locating the kiln executable")?;
     // The helper starts while the store is opened and the graph planned; errors
@@ -181,25 +112,31 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
         .map(|i| parse_installable(&store, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut settings = BuildSettings::new(helper_exe);
-    if let Some(c) = args.cores {
-        settings.cores = c;
-    }
-    settings.keep_failed = args.keep_failed;
-    let conf = NixConf::load(&args.options);
-    settings.sync_before_registering = conf.sync_before_registering;
+    // Flags win over the configuration, as Nix's do.
+    settings.cores = args
+        .cores
+        .unwrap_or(config.uint("cores").try_into().unwrap_or(usize::MAX));
+    settings.keep_failed = args.keep_failed || config.bool("keep-failed");
+    settings.sync_before_registering = config.bool("sync-before-registering");
     settings.register_in_background = true;
-    settings.sandbox_paths = conf
-        .sandbox_paths
+    settings.sandbox_paths = config
+        .strings("sandbox-paths")
         .iter()
         .chain(&args.sandbox_paths)
         .map(|spec| kiln_sandbox::SandboxPath::parse(spec))
         .collect();
     // 0 means no limit, as in Nix.
-    let limit = |secs: Option<u64>| secs.filter(|&s| s > 0).map(Duration::from_secs);
-    settings.timeout = limit(args.timeout);
-    settings.max_silent_time = limit(args.max_silent_time);
-    settings.platform = Arc::new(conf.platform);
-    settings.local_builds = args.jobs > 0;
+    let limit = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    settings.timeout = limit(args.timeout.unwrap_or(config.uint("timeout")));
+    settings.max_silent_time = limit(
+        args.max_silent_time
+            .unwrap_or(config.uint("max-silent-time")),
+    );
+    settings.platform = Arc::new(Platform::from_config(config));
+    let jobs = args
+        .jobs
+        .unwrap_or(config.uint("max-jobs").try_into().unwrap_or(usize::MAX));
+    settings.local_builds = jobs > 0;
     let progress = ProgressReport::new();
     let bar = progress.bar.clone();
     settings.on_start = Some(Arc::new(move |drv: &str| {
@@ -216,8 +153,8 @@ pub fn run(location: &StoreLocation, args: BuildArgs) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(
         executor,
         Options {
-            jobs: NonZeroUsize::new(args.jobs.max(1)).expect("at least 1"),
-            keep_going: args.keep_going,
+            jobs: NonZeroUsize::new(jobs.max(1)).expect("at least 1"),
+            keep_going: args.keep_going || config.bool("keep-going"),
         },
     );
     let goals: Vec<Goal> = requests
@@ -473,40 +410,5 @@ impl ProgressReport {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::NixConf;
-
-    #[test]
-    fn nix_conf_settings_later_lines_win() {
-        let conf = NixConf::parse(&[
-            "sandbox-paths = /a /b=/c # comment\nsync-before-registering = false\n".into(),
-            "extra-sandbox-paths = /d?\n".into(),
-        ]);
-        assert_eq!(conf.sandbox_paths, ["/a", "/b=/c", "/d?"]);
-        assert!(!conf.sync_before_registering);
-        let conf = NixConf::parse(&["sync-before-registering = maybe\n".into()]);
-        assert!(conf.sync_before_registering, "kiln's default stays");
-        let conf = NixConf::parse(&[
-            "extra-sandbox-paths = /x\n".into(),
-            "build-chroot-dirs = /y\n".into(),
-        ]);
-        assert_eq!(conf.sandbox_paths, ["/y"]);
-        let conf = NixConf::parse(&[
-            "system-features = a b\nextra-system-features = c\n".into(),
-            "system = i086-msdos\nextra-platforms = z80-cpm\n".into(),
-        ]);
-        assert_eq!(
-            conf.platform.features,
-            ["a", "b", "c"].map(String::from).into()
-        );
-        assert_eq!(conf.platform.system, "i086-msdos");
-        assert_eq!(
-            conf.platform.extra_platforms,
-            ["z80-cpm".to_string()].into()
-        );
     }
 }

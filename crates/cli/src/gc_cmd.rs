@@ -5,15 +5,20 @@ use std::io::{self, BufWriter, Write};
 use anyhow::Context;
 use kiln_gc::{collect, find_roots, GcAction, GcHooks, GcOptions, KeepSettings};
 
+use kiln_config::Config;
+
 use crate::store_arg::StoreLocation;
 use crate::store_cmd::{open, resolve_store_path};
 
-fn run(location: &StoreLocation, action: GcAction) -> anyhow::Result<()> {
+fn run(location: &StoreLocation, action: GcAction, config: &Config) -> anyhow::Result<()> {
     let store = open(location)?;
     let dry_run = matches!(action, GcAction::DryRun);
     let options = GcOptions {
         action,
-        keep: KeepSettings::from_nix_conf(),
+        keep: KeepSettings {
+            keep_outputs: config.bool("keep-outputs"),
+            keep_derivations: config.bool("keep-derivations"),
+        },
         ignore_runtime_roots: false,
     };
     let result =
@@ -42,23 +47,28 @@ fn run(location: &StoreLocation, action: GcAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn gc(location: &StoreLocation, dry_run: bool, max_freed: Option<u64>) -> anyhow::Result<()> {
+pub fn gc(
+    location: &StoreLocation,
+    dry_run: bool,
+    max_freed: Option<u64>,
+    config: &Config,
+) -> anyhow::Result<()> {
     let action = if dry_run {
         GcAction::DryRun
     } else {
         GcAction::Collect { max_freed }
     };
-    run(location, action)
+    run(location, action, config)
 }
 
-pub fn delete(location: &StoreLocation, paths: &[String]) -> anyhow::Result<()> {
+pub fn delete(location: &StoreLocation, paths: &[String], config: &Config) -> anyhow::Result<()> {
     let store = open(location)?;
     let paths = paths
         .iter()
         .map(|p| resolve_store_path(&store, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     drop(store);
-    run(location, GcAction::Delete(paths))
+    run(location, GcAction::Delete(paths), config)
 }
 
 pub fn roots(location: &StoreLocation) -> anyhow::Result<()> {

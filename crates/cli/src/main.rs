@@ -13,6 +13,7 @@ mod store_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kiln_store::VerifyOptions;
 use kiln_store_path::FileIngestionMethod;
@@ -23,6 +24,10 @@ struct Cli {
     /// Store to use: DIR, local?root=DIR, / or local (also $KILN_STORE).
     #[arg(long, global = true, env = "KILN_STORE", value_name = "STORE")]
     store: Option<String>,
+
+    /// Set a configuration setting, over nix.conf and $NIX_CONFIG (repeatable).
+    #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"])]
+    options: Vec<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -44,6 +49,9 @@ enum Command {
     Store(StoreCommand),
     /// Build derivations and print their output paths.
     Build(build_cmd::BuildArgs),
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the build log of a derivation (or of the derivation that built a path).
     Log { path: String },
     /// Show metadata of store paths (NAR hash and size, references, deriver, CA).
@@ -62,6 +70,12 @@ enum Command {
         #[arg(short = 'S', long)]
         closure_size: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting with its effective value, like `nix show-config`.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -227,15 +241,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     store_cmd::add_root(&location, &link, &path)
                 }
                 StoreCommand::Gc { dry_run, max_freed } => {
-                    gc_cmd::gc(&location, dry_run, max_freed)
+                    gc_cmd::gc(&location, dry_run, max_freed, &load_config(&cli.options)?)
                 }
-                StoreCommand::Delete { paths } => gc_cmd::delete(&location, &paths),
+                StoreCommand::Delete { paths } => {
+                    gc_cmd::delete(&location, &paths, &load_config(&cli.options)?)
+                }
                 StoreCommand::Roots => gc_cmd::roots(&location),
             }
         }
         Command::Build(args) => {
             let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
-            build_cmd::run(&location, args)
+            build_cmd::run(&location, args, &load_config(&cli.options)?)
+        }
+        Command::Config(ConfigCommand::Show) => {
+            use std::io::Write;
+            let config = load_config(&cli.options)?;
+            std::io::stdout().write_all(config.show().as_bytes())?;
+            Ok(())
         }
         Command::Log { path } => {
             let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
@@ -261,6 +283,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// The configuration's files and `$NIX_CONFIG`, then `--option`s in their order; unknown
+/// settings are warned about, as Nix does.
+fn load_config(options: &[String]) -> anyhow::Result<kiln_config::Config> {
+    let mut config = kiln_config::Config::load().context("reading the configuration")?;
+    for pair in options.chunks(2) {
+        if let [name, value] = pair {
+            config.set(name, value)?;
+        }
+    }
+    for name in config.unknown().keys() {
+        eprintln!("warning: unknown setting '{name}'");
+    }
+    Ok(config)
 }
 
 fn main() -> ExitCode {
