@@ -23,6 +23,9 @@ impl LocalStore {
         let auto_dir = self.layout().gc_roots_dir().join("auto");
         std::fs::create_dir_all(&auto_dir).ctx("creating directory", &auto_dir)?;
         replace_symlink(&link, &auto_dir.join(auto_name))?;
+        // A collector that started since the path was first rooted here may have
+        // searched for permanent roots before the link existed.
+        self.add_temp_root_and_tell_collector(path)?;
         Ok(link)
     }
 }
