@@ -197,7 +197,8 @@ in builtins.genList (i: derivation {{ name = "fresh-${{toString i}}"; system = "
     let stop = Arc::new(AtomicBool::new(false));
     let collections = Arc::new(AtomicUsize::new(0));
     let collector = {
-        let (stop, collections, store) = (Arc::clone(&stop), Arc::clone(&collections), store.clone());
+        let (stop, collections, store) =
+            (Arc::clone(&stop), Arc::clone(&collections), store.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 nix_ok("nix-store", &["--store", s(&store), "--gc"]);
@@ -213,18 +214,27 @@ in builtins.genList (i: derivation {{ name = "fresh-${{toString i}}"; system = "
     }
     stop.store(true, Ordering::SeqCst);
     collector.join().unwrap();
-    assert!(collections.load(Ordering::SeqCst) >= 5, "the collector hardly ran");
+    assert!(
+        collections.load(Ordering::SeqCst) >= 5,
+        "the collector hardly ran"
+    );
 
     let mut lost = Vec::new();
     for (round, (link, out)) in built.iter().enumerate() {
         let target = std::fs::read_link(link).unwrap().display().to_string();
         assert_eq!(&target, out, "{} points elsewhere", link.display());
-        let valid = nix("nix-store", &["--store", s(&store), "--check-validity", &target]);
+        let valid = nix(
+            "nix-store",
+            &["--store", s(&store), "--check-validity", &target],
+        );
         let contents = std::fs::read_to_string(store.join(target.trim_start_matches('/')));
         if !valid.status.success() || contents.ok() != Some(format!("round {round}\n")) {
             lost.push(target);
         }
     }
-    assert!(lost.is_empty(), "outputs deleted under their links: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "outputs deleted under their links: {lost:?}"
+    );
     assert_store_verifies(&store);
 }

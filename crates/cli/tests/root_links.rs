@@ -45,7 +45,11 @@ in derivation { name = "one"; system = "x86_64-linux"; builder = "${bb}/sh";
 }
 
 /// Every command that makes a root: kiln's two, then Nix's.
-const MAKERS: [&str; 3] = ["kiln build -o", "kiln store add-root", "nix-store --add-root"];
+const MAKERS: [&str; 3] = [
+    "kiln build -o",
+    "kiln store add-root",
+    "nix-store --add-root",
+];
 
 fn make_root(f: &Fixture, maker: &str, link: &Path) -> Output {
     let store = s(&f.store);
@@ -103,7 +107,10 @@ fn assert_refused_like_nix(prepare: impl Fn(&Path), unchanged: impl Fn(&Path)) {
         errors.push(error_line(&out, &dir));
     }
     let nix_error = errors.last().unwrap();
-    assert_eq!(nix_error, "error: cannot create symlink 'DIR/f'; already exists");
+    assert_eq!(
+        nix_error,
+        "error: cannot create symlink 'DIR/f'; already exists"
+    );
     for (maker, error) in MAKERS.iter().zip(&errors) {
         assert_eq!(error, nix_error, "{maker}");
     }
@@ -250,7 +257,10 @@ fn root_link_inside_the_store_is_refused_like_nix() {
         assert_eq!(out.status.code(), Some(1), "{maker} did not fail with 1");
         errors.push(error_line(&out, &f.dir));
     }
-    assert!(errors[2].contains("in the Nix store is forbidden"), "{errors:?}");
+    assert!(
+        errors[2].contains("in the Nix store is forbidden"),
+        "{errors:?}"
+    );
     assert_eq!(errors[0], errors[2]);
     assert_eq!(errors[1], errors[2]);
     assert!(!link.parent().unwrap().exists());
