@@ -147,3 +147,94 @@ fn nix_collector_loop_while_kiln_builds() {
 fn kiln_collector_loop_while_nix_realises() {
     run_scenario("kiln", false);
 }
+
+/// `kiln build -o` while `nix-store --gc` runs in a loop, 30 rounds, each building a
+/// fresh derivation whose output nothing else roots: every link must end up pointing at
+/// a valid path with its contents. Before, kiln told a running collector about an
+/// output only the first time it temp-rooted it (during the build). Nix's collector
+/// reads the permanent roots first and the temp-roots files after; one that started
+/// during the build read `gcroots/` before the link existed and the temp roots after
+/// kiln had exited and removed its file, and deleted the output under the new link
+/// (several rounds in 30).
+#[test]
+fn nix_collector_loop_never_deletes_the_target_of_a_new_output_link() {
+    const ROUNDS: usize = 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let busybox = busybox_dir(tmp.path());
+    // All `.drv`s rooted before collecting starts (see `run_scenario`); their outputs
+    // are rooted by nothing but the `-o` links.
+    let expr = tmp.path().join("fresh.nix");
+    std::fs::write(
+        &expr,
+        format!(
+            r#"{{ busybox }}: let bb = builtins.path {{ path = busybox; name = "busybox"; }};
+in builtins.genList (i: derivation {{ name = "fresh-${{toString i}}"; system = "x86_64-linux";
+  builder = "${{bb}}/sh"; args = [ "-c" "echo round ${{toString i}} > $out" ]; }}) {ROUNDS}"#
+        ),
+    )
+    .unwrap();
+    let drv_root = tmp.path().join("drv");
+    let drv_links = nix_ok(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            "--add-root",
+            s(&drv_root),
+            s(&expr),
+            "--arg",
+            "busybox",
+            s(&busybox),
+        ],
+    );
+    let drvs: Vec<String> = drv_links
+        .lines()
+        .map(|l| std::fs::read_link(l).unwrap().display().to_string())
+        .collect();
+    assert_eq!(drvs.len(), ROUNDS, "{drv_links}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let collections = Arc::new(AtomicUsize::new(0));
+    let collector = {
+        let (stop, collections, store) =
+            (Arc::clone(&stop), Arc::clone(&collections), store.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                nix_ok("nix-store", &["--store", s(&store), "--gc"]);
+                collections.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut built = Vec::new();
+    for (round, drv) in drvs.iter().enumerate() {
+        let link = tmp.path().join(format!("res-{round}"));
+        let out = kiln_ok(&["--store", s(&store), "build", "-o", s(&link), drv]);
+        built.push((link, out.trim().to_string()));
+    }
+    stop.store(true, Ordering::SeqCst);
+    collector.join().unwrap();
+    assert!(
+        collections.load(Ordering::SeqCst) >= 5,
+        "the collector hardly ran"
+    );
+
+    let mut lost = Vec::new();
+    for (round, (link, out)) in built.iter().enumerate() {
+        let target = std::fs::read_link(link).unwrap().display().to_string();
+        assert_eq!(&target, out, "{} points elsewhere", link.display());
+        let valid = nix(
+            "nix-store",
+            &["--store", s(&store), "--check-validity", &target],
+        );
+        let contents = std::fs::read_to_string(store.join(target.trim_start_matches('/')));
+        if !valid.status.success() || contents.ok() != Some(format!("round {round}\n")) {
+            lost.push(target);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "outputs deleted under their links: {lost:?}"
+    );
+    assert_store_verifies(&store);
+}

@@ -27,6 +27,26 @@ pub enum Error {
     InvalidPath(String),
     #[error("cannot register '{path}': its reference '{reference}' is not valid")]
     MissingReference { path: String, reference: String },
+    #[error("cannot create symlink '{}'; already exists", .0.display())]
+    RootLinkExists(PathBuf),
+    #[error(
+        "creating a garbage collector root ({}) in the Nix store is forbidden \
+         (are you running nix-build inside the store?)",
+        .0.display()
+    )]
+    RootInStore(PathBuf),
+    #[error(
+        "'{}' changed while it was being replaced and could not be put back; \
+         what was there is now '{}'",
+        link.display(),
+        kept.display()
+    )]
+    RootLinkDisplaced {
+        link: PathBuf,
+        kept: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cycle detected in the references of '{0}'")]
     ReferenceCycle(String),
     #[error("file '{0}' has an unsupported type")]

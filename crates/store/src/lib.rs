@@ -22,6 +22,7 @@ mod local;
 mod lock;
 mod path_info;
 mod roots;
+mod symlink;
 mod temp_roots;
 mod verify;
 

@@ -132,6 +132,14 @@ impl LocalStore {
         self.temp_roots.add(&self.layout.display(path))
     }
 
+    /// [`LocalStore::add_temp_root`], and tell a collector running now about `path`
+    /// even if this process rooted it before that collector started: needed once a
+    /// permanent root for `path` exists (see `TempRoots::add_and_tell_collector`).
+    pub(crate) fn add_temp_root_and_tell_collector(&self, path: &StorePath) -> Result<()> {
+        self.temp_roots
+            .add_and_tell_collector(&self.layout.display(path))
+    }
+
     /// Valid, or handed over by this process for registration (see
     /// [`LocalStore::register_valid_paths_later`]).
     pub fn is_valid(&self, path: &StorePath) -> Result<bool> {

@@ -65,18 +65,37 @@ impl TempRoots {
     /// Protect `logical_path` (a full `/nix/store/…` path) from any collector, kiln's or
     /// Nix's, from now until this process exits.
     pub(crate) fn add(&self, logical_path: &str) -> Result<()> {
+        self.add_with(logical_path, false)
+    }
+
+    /// [`TempRoots::add`], and make sure a collector running now knows `logical_path`
+    /// even when this process rooted it long ago. A new permanent root needs this:
+    /// Nix's collector reads the permanent roots before the temp-roots files, so one
+    /// that started after the path was rooted here may have looked for permanent roots
+    /// before the link existed, and read the temp roots after this process exited and
+    /// removed its file. Told over the socket, it keeps the path for the rest of its
+    /// run; a collector that starts after this call finds the link. When no collector
+    /// runs this costs one lock attempt.
+    pub(crate) fn add_and_tell_collector(&self, logical_path: &str) -> Result<()> {
+        self.add_with(logical_path, true)
+    }
+
+    fn add_with(&self, logical_path: &str, tell_again: bool) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.added.contains(logical_path) {
+        let in_file = inner.added.contains(logical_path);
+        if in_file && !tell_again {
             return Ok(());
         }
-        let result = self.add_new(&mut inner, logical_path);
+        let result = self.register(&mut inner, logical_path, in_file);
         if result.is_ok() {
             inner.added.insert(logical_path.to_string());
         }
         result
     }
 
-    fn add_new(&self, inner: &mut Inner, logical_path: &str) -> Result<()> {
+    /// Append `logical_path` to the file unless `in_file`, and send it to the running
+    /// collector if there is one.
+    fn register(&self, inner: &mut Inner, logical_path: &str, mut in_file: bool) -> Result<()> {
         self.ensure_file(inner)?;
         let gc_lock_path = self.state_dir.join("gc.lock");
         if inner.gc_lock.is_none() {
@@ -88,7 +107,11 @@ impl TempRoots {
                 Ok(()) => {
                     // No collector is running: the file is enough, and one that starts
                     // later reads it under its exclusive lock.
-                    let result = append(inner, logical_path);
+                    let result = if in_file {
+                        Ok(())
+                    } else {
+                        append(inner, logical_path)
+                    };
                     let _ = inner.gc_lock.as_ref().expect("opened above").unlock();
                     return result;
                 }
@@ -96,7 +119,10 @@ impl TempRoots {
                     // File first, then the collector (Nix does it the other way round):
                     // once the running collector answers, it may finish and the next
                     // one may read the files at once; the root must already be there.
-                    append(inner, logical_path)?;
+                    if !in_file {
+                        append(inner, logical_path)?;
+                        in_file = true;
+                    }
                     if self.tell_collector(inner, logical_path)? {
                         return Ok(());
                     }
