@@ -9,6 +9,7 @@
 //! registered and the chroot, the build directory (unless kept) and moved outputs are
 //! removed.
 
+mod activity;
 mod build_dirs;
 mod build_user;
 mod cleanup;
@@ -23,6 +24,7 @@ mod placeholders;
 mod platform;
 mod realise;
 
+pub use activity::{ActivityHook, BuilderActivity};
 pub use build_user::BuildUser;
 pub use cleanup::finish_background_cleanup;
 pub use env::{builder_environment, EnvContext, Environment};

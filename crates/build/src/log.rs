@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::activity::{self, ActivityHook};
 use crate::error::{IoContext, Result};
 
 /// How many lines of a failed build's log an error shows (Nix's `log-lines`).
@@ -23,6 +24,8 @@ pub struct BuildLog {
     echo: Option<Box<dyn Write + Send>>,
     /// What is known of the line being echoed.
     echo_line: EchoLine,
+    /// Told each progress report in the builder's `@nix` lines, with the `.drv` path.
+    activities: Option<(ActivityHook, String)>,
 }
 
 /// Builtin builders write progress as `@nix {json}` lines (Nix's JSON logger): the
@@ -56,7 +59,14 @@ impl BuildLog {
             partial: Vec::new(),
             echo,
             echo_line: EchoLine::Start(Vec::new()),
+            activities: None,
         })
+    }
+
+    /// Reports the builder's progress lines to `hook`, naming `drv`.
+    pub fn with_activities(mut self, hook: Option<ActivityHook>, drv: &str) -> BuildLog {
+        self.activities = hook.map(|h| (h, drv.to_string()));
+        self
     }
 
     /// The last lines, formatted as Nix appends them to an error.
@@ -110,6 +120,11 @@ impl Write for BuildLog {
             if b == b'\n' {
                 let line = std::mem::take(&mut self.partial);
                 if is_json_line(&line) {
+                    if let Some((hook, drv)) = &self.activities {
+                        if let Some(report) = activity::parse(&line[JSON_LINE_PREFIX.len()..]) {
+                            hook(drv, &report);
+                        }
+                    }
                     continue;
                 }
                 self.tail.push_back(line);

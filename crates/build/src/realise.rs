@@ -13,6 +13,7 @@ use kiln_sandbox::{InputPath, Network, SandboxPath, SandboxSpec};
 use kiln_store::{LocalStore, PathInfo, PathLock};
 use kiln_store_path::StorePath;
 
+use crate::activity::ActivityHook;
 use crate::build_user::BuildUser;
 use crate::env::{builder_arguments, builder_environment, EnvContext};
 use crate::error::{Error, IoContext, Result};
@@ -57,6 +58,8 @@ pub struct BuildSettings {
     /// Told the `.drv` path when a build really starts (its locks are held), to print
     /// Nix's "building '…'..." line.
     pub on_start: Option<StartHook>,
+    /// Told what builders report of their progress (downloads by `builtin:fetchurl`).
+    pub on_activity: Option<ActivityHook>,
     /// What this machine can build (`system`, `extra-platforms`, `system-features`).
     pub platform: Arc<Platform>,
     /// False for `max-jobs = 0`: every derivation that needs building fails, as in Nix
@@ -82,6 +85,7 @@ impl BuildSettings {
             sync_before_registering: true,
             register_in_background: false,
             on_start: None,
+            on_activity: None,
             platform: Arc::new(Platform::this_machine()),
             local_builds: true,
         }
@@ -363,7 +367,8 @@ impl Staged {
                     prepared.replace_inputs(&inputs).map_err(sandbox_err)?;
                 }
             }
-            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), echo)?;
+            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), echo)?
+                .with_activities(settings.on_activity.clone(), &self.drv_str);
             let (outcome, left) = launched
                 .go_lingering(&prepared, &mut log)
                 .map_err(sandbox_err)?;

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kiln_build::{BuildSettings, DerivationExecutor, Goal, GoalOutput, Platform};
+use kiln_build::{
+    ActivityHook, BuildSettings, BuilderActivity, DerivationExecutor, Goal, GoalOutput, Platform,
+};
 use kiln_config::Config;
 use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
 use kiln_scheduler::{Event, Options, Scheduler};
@@ -138,6 +140,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         .unwrap_or(config.uint("max-jobs").try_into().unwrap_or(usize::MAX));
     settings.local_builds = jobs > 0;
     let progress = ProgressReport::new();
+    settings.on_activity = progress.activity_hook();
     let bar = progress.bar.clone();
     settings.on_start = Some(Arc::new(move |drv: &str| {
         let line = format!("building '{drv}'...");
@@ -345,11 +348,55 @@ fn opaque(_store: &LocalStore, text: &str, path: StorePath) -> Request {
     }
 }
 
-/// A progress bar on a terminal (built/total, running).
+/// A progress bar on a terminal: built/total, the builds running, and their downloads.
 struct ProgressReport {
     bar: Option<indicatif::ProgressBar>,
-    /// Names of the derivations whose builders are running, for the bar's message.
+    state: Arc<Mutex<ProgressState>>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    /// Names of the derivations whose builders are running.
     running: std::collections::BTreeSet<String>,
+    /// Downloads under way, by (`.drv`, activity id): what, bytes done, bytes expected.
+    downloads: BTreeMap<(String, u64), (String, u64, u64)>,
+}
+
+impl ProgressState {
+    fn message(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.running.is_empty() {
+            let names: Vec<&str> = self.running.iter().map(String::as_str).collect();
+            parts.push(format!("building {}", names.join(", ")));
+        }
+        for (text, done, expected) in self.downloads.values() {
+            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+            parts.push(if *expected > 0 {
+                format!("{text} ({:.1}/{:.1} MiB)", mib(*done), mib(*expected))
+            } else {
+                format!("{text} ({:.1} MiB)", mib(*done))
+            });
+        }
+        parts.join("; ")
+    }
+
+    fn activity(&mut self, drv: &str, report: &BuilderActivity) {
+        match report {
+            BuilderActivity::Started { id, text } => {
+                self.downloads
+                    .insert((drv.to_string(), *id), (text.clone(), 0, 0));
+            }
+            BuilderActivity::Progress { id, done, expected } => {
+                if let Some(entry) = self.downloads.get_mut(&(drv.to_string(), *id)) {
+                    entry.1 = *done;
+                    entry.2 = *expected;
+                }
+            }
+            BuilderActivity::Stopped { id } => {
+                self.downloads.remove(&(drv.to_string(), *id));
+            }
+        }
+    }
 }
 
 impl ProgressReport {
@@ -365,18 +412,30 @@ impl ProgressReport {
         });
         ProgressReport {
             bar,
-            running: Default::default(),
+            state: Arc::default(),
         }
+    }
+
+    /// What builders report of their downloads, shown on the bar (only on a terminal).
+    fn activity_hook(&self) -> Option<ActivityHook> {
+        let bar = self.bar.clone()?;
+        let state = self.state.clone();
+        Some(Arc::new(move |drv: &str, report: &BuilderActivity| {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.activity(drv, report);
+            bar.set_message(state.message());
+        }))
     }
 
     fn event(&mut self, event: Event<'_, Goal, GoalOutput, kiln_build::Error>) {
         let Some(bar) = &self.bar else { return };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::Started {
                 key: Goal::Derivation(p),
                 ..
             } => {
-                self.running.insert(p.name_without_drv_ext().to_string());
+                state.running.insert(p.name_without_drv_ext().to_string());
             }
             Event::Built {
                 key: Goal::Derivation(p),
@@ -390,7 +449,7 @@ impl ProgressReport {
                 key: Goal::Derivation(p),
                 ..
             } => {
-                self.running.remove(p.name_without_drv_ext());
+                state.running.remove(p.name_without_drv_ext());
             }
             Event::Progress(p) => {
                 bar.set_length(p.total as u64);
@@ -398,17 +457,45 @@ impl ProgressReport {
             }
             _ => {}
         }
-        let names: Vec<&str> = self.running.iter().map(String::as_str).collect();
-        bar.set_message(if names.is_empty() {
-            String::new()
-        } else {
-            format!("building {}", names.join(", "))
-        });
+        bar.set_message(state.message());
     }
 
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_shows_running_builds_and_their_downloads() {
+        let mut state = ProgressState::default();
+        state.running.insert("hello".into());
+        let started = BuilderActivity::Started {
+            id: 1,
+            text: "downloading 'http://x/a.tar'".into(),
+        };
+        state.activity("/nix/store/d-a.drv", &started);
+        assert_eq!(
+            state.message(),
+            "building hello; downloading 'http://x/a.tar' (0.0 MiB)"
+        );
+        let progress = BuilderActivity::Progress {
+            id: 1,
+            done: 1024 * 1024,
+            expected: 4 * 1024 * 1024,
+        };
+        state.activity("/nix/store/d-a.drv", &progress);
+        assert_eq!(
+            state.message(),
+            "building hello; downloading 'http://x/a.tar' (1.0/4.0 MiB)"
+        );
+        state.activity("/nix/store/d-a.drv", &BuilderActivity::Stopped { id: 1 });
+        state.running.clear();
+        assert_eq!(state.message(), "");
     }
 }
