@@ -46,7 +46,7 @@ fn nix_bytes(program: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// The spec's tree fixture plus some awkward names and an empty file and directory.
+/// A small tree (a file, a symlink, an executable in a subdirectory) plus some awkward names and an empty file and directory.
 fn make_tree(dir: &Path) {
     fs::create_dir_all(dir.join("sub")).unwrap();
     fs::write(dir.join("README"), "hi\n").unwrap();

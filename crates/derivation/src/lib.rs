@@ -24,7 +24,8 @@
 //! * No function panics on bad input; every error says where (byte offset, output,
 //!   field or path) and what was expected.
 //!
-//! Reference: `spec/formats.md` §4–§6 and `spec/dynamic-derivations.md` §3.
+//! Reference: Nix's `libstore/derivations.cc` (ATerm, hash modulo, output paths) and
+//! `libstore/derived-path.cc` (`drv^out^out`).
 
 pub mod aterm;
 pub mod derived_path;

@@ -45,7 +45,7 @@ fn parses_each_form() {
             outputs: OutputsSpec::All
         }
     );
-    // The spec's example: split at the last `^`.
+    // As Nix parses it: split at the last `^`.
     let nested = DerivedPath::parse(&sd, &format!("{FOO}^out^bin,dev")).unwrap();
     assert_eq!(
         nested,

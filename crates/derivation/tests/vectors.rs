@@ -1,8 +1,9 @@
-//! Golden vectors of formats.md §4.10, §5.9–§5.12 and §6.3 (all checked against Nix
-//! 2.8 by the spec's authors). The ATerm texts in tests/data/ are copied verbatim
-//! from the spec; the vectors the spec gives only in part (the other fixed-output
-//! rows, `ctl`, `deferred2`, `onimpure`) are rebuilt here from their Nix attributes
-//! (Appendix A) and must land on the spec's `.drv` paths.
+//! Golden vectors: `.drv` files as `nix-instantiate` 2.8 writes them (tests/data/, byte
+//! for byte), with their `.drv` and output paths, for every derivation type (input
+//! addressed, fixed output, floating and fixed content addressed, impure, deferred,
+//! dynamic). Those known only by their paths (the other fixed-output rows, `ctl`,
+//! `deferred2`, `onimpure`) are rebuilt here from their Nix attributes and must land on
+//! the paths Nix gave them.
 
 mod common;
 
@@ -19,7 +20,7 @@ use kiln_derivation::{
 use kiln_hash::{Algorithm, Hash};
 use kiln_store_path::{downstream_placeholder, output_placeholder};
 
-/// (file, `.drv` path) for every full ATerm text in the spec.
+/// (file, `.drv` path) for every `.drv` text in tests/data/.
 const VECTORS: &[(&str, &str)] = &[
     (
         "simple",
@@ -454,7 +455,7 @@ fn modulo_values_of_section_5_12() {
     let _ = (deferred2_path, onimpure_path);
 }
 
-/// `deferred2` (a = deferred): only its `.drv` path and env `a` are in the spec.
+/// `deferred2` (a = deferred): only its `.drv` path and env `a` are recorded.
 fn deferred2() -> (&'static str, Derivation) {
     let deferred = sp(VECTORS[11].1);
     let a = downstream_placeholder(&deferred, "out");

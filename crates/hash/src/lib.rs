@@ -4,7 +4,7 @@
 //!
 //! Invariants: a [`Hash`] always holds exactly `algorithm.size()` bytes; every printer
 //! emits the canonical lowercase form Nix prints; every parser accepts exactly what
-//! Nix 2.8 accepts for that form (see `spec/formats.md` §1).
+//! Nix 2.8 accepts for that form (Nix's `libutil/hash.cc`, `Hash::parseAny`).
 
 mod algorithm;
 mod digest;

@@ -1,4 +1,4 @@
-//! Golden vectors from spec/formats.md §1, all observed from Nix 2.8.
+//! Golden vectors, all observed from Nix 2.8 (`nix-hash`, `nix hash to-*`).
 
 use kiln_hash::{fold, nix32, Algorithm, Encoding, Error, Hash};
 use proptest::prelude::*;

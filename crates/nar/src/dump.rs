@@ -1,4 +1,4 @@
-//! Serialising a filesystem tree: the equivalent of `nix-store --dump` (spec §3.3).
+//! Serialising a filesystem tree: the equivalent of `nix-store --dump` (entries in byte order of their names, as Nix's `libutil/archive.cc`).
 //!
 //! This is on the hot path of NAR hashing, so it walks the tree iteratively (no recursion
 //! depth limit, no per-level stack frames), reads files through one reused buffer with

@@ -1,4 +1,4 @@
-//! The `nix-store --export` / `--import` framing (spec §3.6):
+//! The `nix-store --export` / `--import` framing (Nix's `LocalStore::exportPath`):
 //!
 //! ```text
 //! for each path:  u64(1)  NAR  u64(0x4558494e)  str(store path)

@@ -7,7 +7,7 @@
 //!   what `nix-store --dump` writes. They stream: memory use does not depend on file
 //!   sizes, and the sink receives few, large writes.
 //! * [`NarReader`] parses strictly: it accepts exactly the canonical form and rejects
-//!   everything Nix 2.8 is lax about (spec §3.5), with an [`Error`] naming the byte offset
+//!   everything Nix 2.8 is lax about (see docs/compatibility.md, "Strict readers"), with an [`Error`] naming the byte offset
 //!   and archive path. Hence a NAR that reads successfully re-serialises to the same bytes.
 //!   No untrusted length is allocated without a cap ([`MAX_NAME_LEN`], [`MAX_TARGET_LEN`],
 //!   [`MAX_DEPTH`]); file contents are streamed.

@@ -1,6 +1,6 @@
 //! [`NarReader`]: a strict, pull-style NAR parser over any `Read`.
 //!
-//! It accepts exactly the canonical form that [`crate::NarWriter`] produces (spec §3.2–3.3)
+//! It accepts exactly the canonical form that [`crate::NarWriter`] produces (Nix's `libutil/archive.cc`)
 //! and rejects everything Nix 2.8 lets through (§3.5): every field in its one allowed
 //! place, entries strictly sorted, names and symlink targets valid and bounded, bounded
 //! nesting, zero padding, no trailing bytes. Because only the canonical encoding is

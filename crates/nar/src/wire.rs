@@ -1,4 +1,4 @@
-//! The primitive encoding (spec §3.1): every token is `u64le(len) || bytes || zero
+//! The primitive encoding (Nix's `libutil/serialise.cc`): every token is `u64le(len) || bytes || zero
 //! padding to a multiple of 8`. Encoding appends to a byte buffer; decoding goes
 //! through [`Input`], which counts every byte consumed so errors can name an offset.
 //!

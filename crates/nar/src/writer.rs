@@ -1,4 +1,4 @@
-//! [`NarWriter`]: turns a stream of node events into canonical NAR bytes (spec §3.2–3.3).
+//! [`NarWriter`]: turns a stream of node events into canonical NAR bytes (Nix's `libutil/archive.cc`).
 //!
 //! The writer checks the event order, entry-name rules and strict sorting, so whatever it
 //! produces is accepted by [`crate::NarReader`] (nesting depth aside). Small tokens are

@@ -1,4 +1,4 @@
-//! The `nix-store --export` framing (spec §3.6): byte-identical with Nix's exports,
+//! The `nix-store --export` framing (Nix's `LocalStore::exportPath`): byte-identical with Nix's exports,
 //! accepted by Nix's import, and read back strictly.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The NAR vectors of spec §3.7–3.8, byte for byte and token by token, through every
+//! NAR vectors observed from `nix-store --dump`, byte for byte and token by token, through every
 //! producer (filesystem dump, event writer) and back through the reader.
 
 mod common;
@@ -325,7 +325,7 @@ fn small_vectors_read_back() {
     }
 }
 
-/// The sort order of spec §3.3, observed with Nix.
+/// The sort order of entries (bytes of the name), observed with Nix.
 #[test]
 fn entries_are_sorted_by_raw_bytes() {
     let dir = tempfile::tempdir().unwrap();

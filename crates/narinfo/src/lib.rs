@@ -1,5 +1,5 @@
 //! kiln-narinfo: layer 3, above kiln-hash and kiln-store-path. Binary-cache metadata
-//! as Nix 2.8 reads and writes it (`spec/formats.md` §7):
+//! as Nix 2.8 reads and writes it (Nix's `libstore/nar-info.cc`):
 //!
 //! * [`NarInfo`]: the `<hashpart>.narinfo` file: parsing with 2.8's reader rules and
 //!   printing byte for byte as 2.8 writes it;

@@ -1,4 +1,4 @@
-//! The §7.5 vectors of `spec/formats.md`, byte for byte.
+//! narinfo vectors observed from Nix 2.8 (`nix copy --to file://…`), byte for byte.
 
 use kiln_narinfo::{verify_detached, NarInfo, PublicKey, PublicKeys, SecretKey, Trust};
 use kiln_store_path::StoreDir;

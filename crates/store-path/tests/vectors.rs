@@ -1,4 +1,4 @@
-//! Golden vectors from spec/formats.md §2 (all observed from Nix 2.8).
+//! Golden vectors, all observed from Nix 2.8 (`nix-store --add`, `--add-fixed`, `nix-instantiate`).
 
 use kiln_hash::{Algorithm, Hash};
 use kiln_store_path::{

@@ -119,7 +119,7 @@ fn nix_verifies_and_queries_a_store_kiln_wrote() {
     let text = store
         .add_text("uses-tree", contents.as_bytes(), &text_refs)
         .unwrap();
-    // A derivation written by kiln, with an input source: the spec's `withsrc` shape.
+    // A derivation written by kiln, with an input source: a derivation with one input source.
     let drv_text = format!(
         "Derive([(\"out\",\"\",\"\",\"\")],[],[\"{}\"],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])",
         store.store_dir().display(&text)

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: token-level NAR building and decoding, hash
-//! encodings, the spec's fixtures, filesystem snapshots, and access to Nix's tools.
+//! encodings, the fixtures, filesystem snapshots, and access to Nix's tools.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Nix's base-32 (spec §1.3): the bytes as a little-endian number, most significant
+/// Nix's base-32 (Nix's `libutil/hash.cc`): the bytes as a little-endian number, most significant
 /// digit first.
 pub fn nix32(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
@@ -50,7 +50,7 @@ pub fn sha512(data: &[u8]) -> Vec<u8> {
     sha2::Sha512::digest(data).to_vec()
 }
 
-/// One encoded token (spec §3.1).
+/// One encoded token (Nix's `libutil/serialise.cc`).
 pub fn token(bytes: &[u8]) -> Vec<u8> {
     let mut out = (bytes.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(bytes);
@@ -106,7 +106,7 @@ pub fn decode_tokens(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-/// The "tree" fixture of spec §3.8.
+/// The "tree" fixture: a file, a symlink and an executable in a subdirectory.
 pub fn make_tree(dir: &Path) {
     fs::create_dir(dir).unwrap();
     fs::write(dir.join("README"), "hi\n").unwrap();

@@ -263,7 +263,7 @@ fn trampolines_forward_the_produced_derivations_output() {
 
 #[test]
 fn producer_adding_a_diamond_builds_each_produced_derivation_once() {
-    // §3.8 of the spec: the producer adds a…e (b,c→a; d→b,c; e→b,c,d) and outputs e.
+    // The producer adds a…e (b,c→a; d→b,c; e→b,c,d) and outputs e.
     let a = drv(vec![]);
     let b = drv(vec![out(opaque("a.drv"))]);
     let c = drv(vec![out(opaque("a.drv"))]);
@@ -306,7 +306,7 @@ fn producer_adding_a_diamond_builds_each_produced_derivation_once() {
 
 #[test]
 fn failing_producer_fails_the_outputs_of_what_it_would_produce() {
-    // T5 of the spec: "failed to obtain derivation of …" — here, the dependency failure
+    // As Nix words it: "failed to obtain derivation of …" — here, the dependency failure
     // names `producer.drv^out`, the derivation that could not be obtained.
     let mut store = DynStore::new([
         ("producer.drv", producer(vec![], "inner.drv", drv(vec![]))),
@@ -334,7 +334,7 @@ fn failing_producer_fails_the_outputs_of_what_it_would_produce() {
 
 #[test]
 fn produced_derivation_needing_its_own_deriving_path_is_a_cycle() {
-    // T15 of the spec: `self.drv` produces `q.drv`, whose input is `self.drv^out^out`,
+    // `self.drv` produces `q.drv`, whose input is `self.drv^out^out`,
     // i.e. q's own output. The trampoline waits for q, which waits for the trampoline.
     let q = drv(vec![out(out(opaque("self.drv")))]);
     let store = DynStore::new([("self.drv", producer(vec![], "q.drv", q))]);
