@@ -10,17 +10,41 @@
 //!
 //! A namespace goes back to the pool only if the sandbox that used it has
 //! exited (its PID 1 is gone, and with it every process of its PID namespace
-//! and every socket they had) and it is *pristine*: every interface's counters
-//! are zero and no TCP socket exists, not even in TIME-WAIT. A builder without
+//! and every socket they had) and nothing a later builder could observe in it
+//! differs from what it showed when it was new. The builder ran without
 //! capabilities (uid 1000, and the namespace belongs to the initial user
-//! namespace, not the sandbox's) can change nothing else in it, so a pristine
-//! namespace is indistinguishable from a fresh one to the next builder, apart
-//! from its inode number. A builder that sent a single packet, even to
-//! itself, makes its namespace unusable; it is dropped and the kernel tears it
-//! down as it would have anyway.
+//! namespace, not the sandbox's), so it could not write a sysctl under
+//! `/proc/sys/net`, add an address, route, neighbour, iptables rule or
+//! interface, or open a raw or packet socket. What it can change:
+//!
+//! * counters, even without sending a packet: a `connect` to an unroutable
+//!   address counts in `OutNoRoutes` (`/proc/net/snmp`), its IPv6 twin in
+//!   `/proc/net/snmp6`, and the TCP/IP extension counters of
+//!   `/proc/net/netstat` move with socket options and failures;
+//! * anything that needs a packet (interface counters in `/proc/net/dev` and
+//!   `dev_snmp6/lo`, TIME-WAIT sockets, TCP metrics, conntrack entries, route
+//!   exceptions, fragment queues, ICMP rate limits), which the first packet
+//!   already betrays through those counters;
+//! * IPv6 flow labels (`IPV6_FLOWLABEL_MGR`), which linger for seconds after
+//!   their socket is closed and are listed in `/proc/net/ip6_flowlabel`;
+//! * sockets kept alive after their process died, in flight in a Unix socket
+//!   until the kernel's garbage collector finds them: counted in
+//!   `/proc/net/sockstat{,6}` (`inuse`) or listed in `/proc/net/unix`.
+//!
+//! Unix abstract names, multicast memberships, port bindings and flow labels
+//! in use die with their sockets. Per-namespace hash seeds (port selection)
+//! are fixed at creation and a builder cannot change them; the ones a builder
+//! does move (ephemeral port perturbation, socket cookies, IP IDs) are global
+//! to the machine, under Nix too. So a namespace is reused only if each of
+//! [`COMPARED`] reads byte for byte as it did right after the namespace was
+//! made, and `sockstat{,6}` count no socket in use and none in TIME-WAIT.
+//! Reading them costs about 50 µs per build, in the helper between requests;
+//! a namespace that fails is dropped and the kernel tears it down as it
+//! would have anyway.
 //!
 //! Unprivileged callers get `CLONE_NEWNET` per sandbox, as in Nix.
 
+use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -38,13 +62,19 @@ pub(crate) struct NetworkPool {
     /// The helper's own network namespace, to return to after each visit;
     /// `None` when the pool is disabled (not root, or the kernel refused).
     home: Option<OwnedFd>,
-    idle: Vec<OwnedFd>,
+    idle: Vec<Pooled>,
     lent: Vec<Loan>,
+}
+
+/// A namespace made by the pool, and what it showed then.
+struct Pooled {
+    namespace: OwnedFd,
+    when_new: Snapshot,
 }
 
 /// A namespace in use by the sandbox whose PID 1 `pidfd` refers to.
 struct Loan {
-    namespace: OwnedFd,
+    pooled: Pooled,
     pidfd: OwnedFd,
 }
 
@@ -80,8 +110,11 @@ impl NetworkPool {
         for loan in std::mem::take(&mut self.lent) {
             if !has_exited(&loan.pidfd) {
                 still_lent.push(loan);
-            } else if self.visit(&loan.namespace, is_pristine) == Some(true) {
-                self.idle.push(loan.namespace);
+            } else if self.visit(&loan.pooled.namespace, || {
+                no_sockets() && Snapshot::take().as_ref() == Some(&loan.pooled.when_new)
+            }) == Some(true)
+            {
+                self.idle.push(loan.pooled);
             }
         }
         self.lent = still_lent;
@@ -93,9 +126,12 @@ impl NetworkPool {
             self.home = None;
             return;
         }
-        let made = crate::net::loopback_up()
-            .ok()
-            .and_then(|()| open_current().ok());
+        let made = crate::net::loopback_up().ok().and_then(|()| {
+            Some(Pooled {
+                namespace: open_current().ok()?,
+                when_new: Snapshot::take()?,
+            })
+        });
         go_home(home);
         self.idle.extend(made);
     }
@@ -108,9 +144,9 @@ impl NetworkPool {
             self.tend();
         }
         let home = self.home.as_ref()?;
-        let namespace = self.idle.pop()?;
+        let pooled = self.idle.pop()?;
         if rustix::thread::move_into_link_name_space(
-            namespace.as_fd(),
+            pooled.namespace.as_fd(),
             Some(LinkNameSpaceType::Network),
         )
         .is_err()
@@ -119,13 +155,13 @@ impl NetworkPool {
         }
         Some(Entered {
             home,
-            namespace: Some(namespace),
+            pooled: Some(pooled),
             lent: &mut self.lent,
         })
     }
 
     /// Runs `check` inside `namespace` and comes back.
-    fn visit(&self, namespace: &OwnedFd, check: fn() -> bool) -> Option<bool> {
+    fn visit<T>(&self, namespace: &OwnedFd, check: impl FnOnce() -> T) -> Option<T> {
         let home = self.home.as_ref()?;
         rustix::thread::move_into_link_name_space(
             namespace.as_fd(),
@@ -141,7 +177,7 @@ impl NetworkPool {
 /// While alive, the helper is in a pooled namespace; dropping it returns home.
 pub(crate) struct Entered<'a> {
     home: &'a OwnedFd,
-    namespace: Option<OwnedFd>,
+    pooled: Option<Pooled>,
     lent: &'a mut Vec<Loan>,
 }
 
@@ -154,8 +190,8 @@ impl Entered<'_> {
             // cannot wait for it; a pidfd still says when it has exited.
             rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
         });
-        if let (Some(namespace), Some(pidfd)) = (self.namespace.take(), pidfd) {
-            self.lent.push(Loan { namespace, pidfd });
+        if let (Some(pooled), Some(pidfd)) = (self.pooled.take(), pidfd) {
+            self.lent.push(Loan { pooled, pidfd });
         }
     }
 }
@@ -196,106 +232,97 @@ fn has_exited(pidfd: &OwnedFd) -> bool {
     matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
-/// Whether the current network namespace looks exactly as it did when it was
-/// made: all interface counters zero, and no TCP socket of any state.
-fn is_pristine() -> bool {
-    let read = |path: &std::ffi::CStr| -> Option<String> {
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        let mut text = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match rustix::io::read(&fd, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => text.extend_from_slice(&buf[..n]),
-                Err(rustix::io::Errno::INTR) => {}
+/// The files of the current network namespace whose every byte a later
+/// builder could read and an earlier one could change (see the module doc),
+/// under `/proc/thread-self/net/`.
+const COMPARED: [&CStr; 7] = [
+    c"/proc/thread-self/net/dev",
+    c"/proc/thread-self/net/snmp",
+    c"/proc/thread-self/net/netstat",
+    c"/proc/thread-self/net/snmp6",
+    c"/proc/thread-self/net/dev_snmp6/lo",
+    c"/proc/thread-self/net/ip6_flowlabel",
+    c"/proc/thread-self/net/unix",
+];
+
+/// The contents of [`COMPARED`] in the current network namespace; `None` for a
+/// file that does not exist (no IPv6).
+#[derive(PartialEq, Eq)]
+struct Snapshot(Vec<Option<Vec<u8>>>);
+
+impl Snapshot {
+    /// `None` if a file could not be read (or the IPv4 ones are missing): such
+    /// a namespace cannot be vouched for.
+    fn take() -> Option<Snapshot> {
+        let mut files = Vec::with_capacity(COMPARED.len());
+        for (i, path) in COMPARED.iter().enumerate() {
+            match read(path) {
+                Ok(bytes) => files.push(Some(bytes)),
+                Err(rustix::io::Errno::NOENT) if i >= 3 => files.push(None),
                 Err(_) => return None,
             }
         }
-        String::from_utf8(text).ok()
-    };
-    let Some(dev) = read(c"/proc/thread-self/net/dev") else {
-        return false;
-    };
-    let Some(sockstat) = read(c"/proc/thread-self/net/sockstat") else {
+        Some(Snapshot(files))
+    }
+}
+
+fn read(path: &CStr) -> rustix::io::Result<Vec<u8>> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Ok(text),
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the current network namespace has no socket of any protocol, not
+/// even in TIME-WAIT. `sockstat` is not compared whole: its `sockets: used`,
+/// and TCP's `orphan`, `alloc` and `mem`, count the whole machine.
+fn no_sockets() -> bool {
+    let Ok(sockstat) = read(c"/proc/thread-self/net/sockstat") else {
         return false;
     };
     // Without IPv6 there is no such file, and nothing to count.
     let sockstat6 = read(c"/proc/thread-self/net/sockstat6").unwrap_or_default();
-    interfaces_unused(&dev) && no_tcp_sockets(&sockstat) && no_tcp_sockets(&sockstat6)
+    [sockstat, sockstat6]
+        .iter()
+        .all(|text| std::str::from_utf8(text).is_ok_and(none_in_use))
 }
 
-/// `/proc/net/dev`: two header lines, then `name: counter…` per interface.
-fn interfaces_unused(dev: &str) -> bool {
-    let mut interfaces = 0;
-    for line in dev.lines().skip(2) {
-        let Some((_, counters)) = line.split_once(':') else {
-            return false;
-        };
-        if !counters.split_whitespace().all(|c| c == "0") {
-            return false;
-        }
-        interfaces += 1;
-    }
-    interfaces > 0
-}
-
-/// `/proc/net/sockstat{,6}`: the `TCP:`/`TCP6:` line's `inuse` and `tw`
-/// counts are per namespace (its `orphan`, `alloc` and `mem` are global).
-fn no_tcp_sockets(sockstat: &str) -> bool {
-    for line in sockstat.lines() {
-        let Some(rest) = line
-            .strip_prefix("TCP: ")
-            .or_else(|| line.strip_prefix("TCP6: "))
-        else {
-            continue;
-        };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        let busy = words
+/// `/proc/net/sockstat{,6}`: `PROTO: name count name count…` per line; every
+/// protocol's `inuse`, and TCP's `tw`, count this namespace's sockets.
+fn none_in_use(sockstat: &str) -> bool {
+    sockstat.lines().all(|line| {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        !words
             .chunks(2)
-            .any(|pair| matches!(pair, ["inuse" | "tw", count] if *count != "0"));
-        if busy {
-            return false;
-        }
-    }
-    true
+            .any(|pair| matches!(pair, ["inuse" | "tw", count] if *count != "0"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FRESH_DEV: &str = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n";
+    const IDLE: &str = "sockets: used 130\nTCP: inuse 0 orphan 3 tw 0 alloc 12 mem 1\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n";
 
     #[test]
-    fn fresh_interfaces_count_as_unused() {
-        assert!(interfaces_unused(FRESH_DEV));
+    fn machine_wide_socket_counts_do_not_matter() {
+        assert!(none_in_use(IDLE));
     }
 
     #[test]
-    fn any_traffic_counts_as_used() {
-        let used = FRESH_DEV.replace("lo:       0       0", "lo:      84       1");
-        assert!(!interfaces_unused(&used));
-    }
-
-    #[test]
-    fn a_table_without_interfaces_is_not_trusted() {
-        let headers: String = FRESH_DEV
-            .lines()
-            .take(2)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(!interfaces_unused(&headers));
-    }
-
-    #[test]
-    fn tcp_sockets_in_use_or_time_wait_are_noticed() {
-        let idle =
-            "sockets: used 130\nTCP: inuse 0 orphan 3 tw 0 alloc 12 mem 1\nUDP: inuse 0 mem 0\n";
-        assert!(no_tcp_sockets(idle));
-        assert!(!no_tcp_sockets(
-            &idle.replace("inuse 0 orphan", "inuse 1 orphan")
-        ));
-        assert!(!no_tcp_sockets(&idle.replace("tw 0", "tw 2")));
-        assert!(!no_tcp_sockets("TCP6: inuse 1\nUDP6: inuse 0\n"));
+    fn sockets_of_any_protocol_in_use_or_time_wait_are_noticed() {
+        assert!(!none_in_use(&IDLE.replace("TCP: inuse 0", "TCP: inuse 1")));
+        assert!(!none_in_use(&IDLE.replace("tw 0", "tw 2")));
+        assert!(!none_in_use(&IDLE.replace("UDP: inuse 0", "UDP: inuse 1")));
+        assert!(!none_in_use(&IDLE.replace("RAW: inuse 0", "RAW: inuse 1")));
+        assert!(!none_in_use("TCP6: inuse 1\nUDP6: inuse 0\n"));
+        assert!(!none_in_use("TCP6: inuse 0\nUDP6: inuse 3\n"));
     }
 }
