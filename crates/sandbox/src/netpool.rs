@@ -21,8 +21,8 @@
 //!   address counts in `OutNoRoutes` (`/proc/net/snmp`), its IPv6 twin in
 //!   `/proc/net/snmp6`, and the TCP/IP extension counters of
 //!   `/proc/net/netstat` move with socket options and failures;
-//! * anything that needs a packet (interface counters in `/proc/net/dev` and
-//!   `dev_snmp6/lo`, TIME-WAIT sockets, TCP metrics, conntrack entries, route
+//! * anything that needs a packet (interface counters in `/proc/net/dev`,
+//!   TIME-WAIT sockets, TCP metrics, conntrack entries, route
 //!   exceptions, fragment queues, ICMP rate limits), which the first packet
 //!   already betrays through those counters;
 //! * IPv6 flow labels (`IPV6_FLOWLABEL_MGR`), which linger for seconds after
@@ -38,9 +38,10 @@
 //! to the machine, under Nix too. So a namespace is reused only if each of
 //! [`COMPARED`] reads byte for byte as it did right after the namespace was
 //! made, and `sockstat{,6}` count no socket in use and none in TIME-WAIT.
-//! Reading them costs about 50 µs per build, in the helper between requests;
-//! a namespace that fails is dropped and the kernel tears it down as it
-//! would have anyway.
+//! (`dev_snmp6/lo` moves only with packets on `lo`, which `dev` counts.) The
+//! files are opened once, inside the new namespace, and read again from the
+//! helper's own when the sandbox has exited. A namespace that fails is dropped
+//! and the kernel tears it down as it would have anyway.
 //!
 //! Unprivileged callers get `CLONE_NEWNET` per sandbox, as in Nix.
 
@@ -59,17 +60,18 @@ use crate::sys;
 const IDLE_TARGET: usize = 1;
 
 pub(crate) struct NetworkPool {
-    /// The helper's own network namespace, to return to after each visit;
+    /// The helper's own network namespace, to return to after making one;
     /// `None` when the pool is disabled (not root, or the kernel refused).
     home: Option<OwnedFd>,
     idle: Vec<Pooled>,
     lent: Vec<Loan>,
 }
 
-/// A namespace made by the pool, and what it showed then.
+/// A namespace made by the pool, and the files that tell whether it is
+/// still as it was then.
 struct Pooled {
     namespace: OwnedFd,
-    when_new: Snapshot,
+    watch: Watch,
 }
 
 /// A namespace in use by the sandbox whose PID 1 `pidfd` refers to.
@@ -110,10 +112,7 @@ impl NetworkPool {
         for loan in std::mem::take(&mut self.lent) {
             if !has_exited(&loan.pidfd) {
                 still_lent.push(loan);
-            } else if self.visit(&loan.pooled.namespace, || {
-                no_sockets() && Snapshot::take().as_ref() == Some(&loan.pooled.when_new)
-            }) == Some(true)
-            {
+            } else if loan.pooled.watch.unchanged() {
                 self.idle.push(loan.pooled);
             }
         }
@@ -129,7 +128,7 @@ impl NetworkPool {
         let made = crate::net::loopback_up().ok().and_then(|()| {
             Some(Pooled {
                 namespace: open_current().ok()?,
-                when_new: Snapshot::take()?,
+                watch: Watch::start()?,
             })
         });
         go_home(home);
@@ -158,19 +157,6 @@ impl NetworkPool {
             pooled: Some(pooled),
             lent: &mut self.lent,
         })
-    }
-
-    /// Runs `check` inside `namespace` and comes back.
-    fn visit<T>(&self, namespace: &OwnedFd, check: impl FnOnce() -> T) -> Option<T> {
-        let home = self.home.as_ref()?;
-        rustix::thread::move_into_link_name_space(
-            namespace.as_fd(),
-            Some(LinkNameSpaceType::Network),
-        )
-        .ok()?;
-        let result = check();
-        go_home(home);
-        Some(result)
     }
 }
 
@@ -232,66 +218,90 @@ fn has_exited(pidfd: &OwnedFd) -> bool {
     matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
-/// The files of the current network namespace whose every byte a later
-/// builder could read and an earlier one could change (see the module doc),
-/// under `/proc/thread-self/net/`.
-const COMPARED: [&CStr; 7] = [
-    c"/proc/thread-self/net/dev",
-    c"/proc/thread-self/net/snmp",
-    c"/proc/thread-self/net/netstat",
-    c"/proc/thread-self/net/snmp6",
-    c"/proc/thread-self/net/dev_snmp6/lo",
-    c"/proc/thread-self/net/ip6_flowlabel",
-    c"/proc/thread-self/net/unix",
+/// The files of a network namespace whose every byte a later builder could
+/// read and an earlier one could change (see the module doc), and whether
+/// each must exist (the rest are IPv6's).
+const COMPARED: [(&CStr, bool); 6] = [
+    (c"/proc/thread-self/net/dev", true),
+    (c"/proc/thread-self/net/snmp", true),
+    (c"/proc/thread-self/net/netstat", true),
+    (c"/proc/thread-self/net/unix", true),
+    (c"/proc/thread-self/net/snmp6", false),
+    (c"/proc/thread-self/net/ip6_flowlabel", false),
 ];
 
-/// The contents of [`COMPARED`] in the current network namespace; `None` for a
-/// file that does not exist (no IPv6).
-#[derive(PartialEq, Eq)]
-struct Snapshot(Vec<Option<Vec<u8>>>);
+/// `/proc/net/sockstat{,6}`, which count sockets in use.
+const SOCKSTATS: [(&CStr, bool); 2] = [
+    (c"/proc/thread-self/net/sockstat", true),
+    (c"/proc/thread-self/net/sockstat6", false),
+];
 
-impl Snapshot {
-    /// `None` if a file could not be read (or the IPv4 ones are missing): such
-    /// a namespace cannot be vouched for.
-    fn take() -> Option<Snapshot> {
-        let mut files = Vec::with_capacity(COMPARED.len());
-        for (i, path) in COMPARED.iter().enumerate() {
-            match read(path) {
-                Ok(bytes) => files.push(Some(bytes)),
-                Err(rustix::io::Errno::NOENT) if i >= 3 => files.push(None),
-                Err(_) => return None,
-            }
+/// [`COMPARED`] and [`SOCKSTATS`] of one namespace, opened inside it: a file
+/// under `/proc/net` keeps showing the namespace it was opened in, so the
+/// helper checks it from its own namespace without opening anything.
+struct Watch {
+    /// With what each read when the namespace was new.
+    compared: Vec<(OwnedFd, Vec<u8>)>,
+    sockstats: Vec<OwnedFd>,
+}
+
+impl Watch {
+    /// In the namespace to watch, right after making it. `None` if a file that
+    /// must exist cannot be read: such a namespace cannot be vouched for.
+    fn start() -> Option<Watch> {
+        let mut compared = Vec::with_capacity(COMPARED.len());
+        for file in open_all(&COMPARED)? {
+            let when_new = read_all(&file).ok()?;
+            compared.push((file, when_new));
         }
-        Some(Snapshot(files))
+        Some(Watch {
+            compared,
+            sockstats: open_all(&SOCKSTATS)?,
+        })
+    }
+
+    /// Whether everything reads as when the namespace was new, and no socket
+    /// of any protocol is in use or in TIME-WAIT. `sockstat` is not compared
+    /// whole: its `sockets: used`, and TCP's `orphan`, `alloc` and `mem`, count
+    /// the whole machine.
+    fn unchanged(&self) -> bool {
+        self.sockstats.iter().all(|file| {
+            read_all(file)
+                .ok()
+                .and_then(|text| String::from_utf8(text).ok())
+                .is_some_and(|text| none_in_use(&text))
+        }) && self
+            .compared
+            .iter()
+            .all(|(file, when_new)| read_all(file).is_ok_and(|now| now == *when_new))
     }
 }
 
-fn read(path: &CStr) -> rustix::io::Result<Vec<u8>> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+/// Opens the files that exist; `None` if one that must exist does not.
+fn open_all(files: &[(&CStr, bool)]) -> Option<Vec<OwnedFd>> {
+    let mut opened = Vec::with_capacity(files.len());
+    for &(path, required) in files {
+        match rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => opened.push(fd),
+            Err(rustix::io::Errno::NOENT) if !required => {}
+            Err(_) => return None,
+        }
+    }
+    Some(opened)
+}
+
+/// The whole file, from its start whatever was read before.
+fn read_all(file: &OwnedFd) -> rustix::io::Result<Vec<u8>> {
     let mut text = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match rustix::io::read(&fd, &mut buf) {
+        match rustix::io::pread(file, &mut buf, text.len() as u64) {
             Ok(0) => return Ok(text),
             Ok(n) => text.extend_from_slice(&buf[..n]),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Whether the current network namespace has no socket of any protocol, not
-/// even in TIME-WAIT. `sockstat` is not compared whole: its `sockets: used`,
-/// and TCP's `orphan`, `alloc` and `mem`, count the whole machine.
-fn no_sockets() -> bool {
-    let Ok(sockstat) = read(c"/proc/thread-self/net/sockstat") else {
-        return false;
-    };
-    // Without IPv6 there is no such file, and nothing to count.
-    let sockstat6 = read(c"/proc/thread-self/net/sockstat6").unwrap_or_default();
-    [sockstat, sockstat6]
-        .iter()
-        .all(|text| std::str::from_utf8(text).is_ok_and(none_in_use))
 }
 
 /// `/proc/net/sockstat{,6}`: `PROTO: name count name count…` per line; every
