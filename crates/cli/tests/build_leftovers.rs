@@ -44,7 +44,10 @@ fn processes_with_arg(token: &str) -> Vec<u32> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if cmdline.split(|&b| b == 0).any(|arg| arg == token.as_bytes()) {
+        if cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == token.as_bytes())
+        {
             found.push(pid);
         }
     }
@@ -154,7 +157,10 @@ in [ (mk "orphan" "trap '' HUP; echo started; sleep 3600; mkdir $out") (mk "next
         })
         .collect();
     drop(orphans_uid);
-    let out = kiln_build(&store, &build_tmp).arg(drvs[1]).output().unwrap();
+    let out = kiln_build(&store, &build_tmp)
+        .arg(drvs[1])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
