@@ -37,7 +37,12 @@ pub fn kill_user_processes(uid: u32) -> Result<(), Error> {
     let user = Uid::from_raw(uid);
     rustix::thread::set_thread_res_uid(user, user, Uid::ROOT)
         .map_err(|e| fail(io::Error::from(e)))?;
-    let killed = sys::kill_every_permitted(libc::SIGKILL);
+    let killed = loop {
+        match sys::kill_every_permitted(libc::SIGKILL) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
     if rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).is_err() {
         // A thread left with a build user's credentials would do the rest of
         // the build (chown, registration) as that user: stop instead.
@@ -50,8 +55,9 @@ pub fn kill_user_processes(uid: u32) -> Result<(), Error> {
         }
     }
     match killed {
-        // ESRCH: no process at all besides ours and init.
-        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(fail(e)),
+        // ESRCH: no process at all besides ours and init; EPERM: none of them
+        // runs as `uid`.
+        Err(e) if !matches!(e.raw_os_error(), Some(libc::ESRCH | libc::EPERM)) => Err(fail(e)),
         _ => Ok(()),
     }
 }
