@@ -5,8 +5,9 @@
 mod common;
 
 use std::fs::File;
-use std::path::Path;
-use std::process::Stdio;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -75,22 +76,28 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A builder that ignores SIGHUP outlived a `kill -9` of its kiln, and the next build
-/// given the same build user ran beside it: kiln never killed the leftover processes
-/// of a build user, which Nix does before every build.
-#[test]
-fn orphaned_builder_is_killed_before_its_build_user_is_reused() {
-    let uids = build_uids();
-    assert!(
-        rustix::process::geteuid().is_root() && !uids.is_empty(),
-        "needs root and the nixbld group (scripts/test.sh)"
-    );
+/// A `kiln build` (in a process group of its own, with its sandbox helpers) whose
+/// builder ignores SIGHUP and sleeps, once the builder runs.
+struct Sleeper {
+    tmp: tempfile::TempDir,
+    store: PathBuf,
+    build_tmp: PathBuf,
+    kiln: Child,
+    /// The builder's pid on the host.
+    builder: u32,
+    token: String,
+    /// A quick derivation to build next.
+    next: String,
+    cleanup: KillOnDrop,
+}
+
+fn start_sleeper() -> Sleeper {
     let (tmp, busybox, store) = scratch();
     let token = format!(
         "kiln-orphan-{}",
         tmp.path().file_name().unwrap().to_string_lossy()
     );
-    let _cleanup = KillOnDrop(token.clone());
+    let cleanup = KillOnDrop(token.clone());
     let expr = tmp.path().join("orphan.nix");
     std::fs::write(
         &expr,
@@ -104,21 +111,67 @@ in [ (mk "orphan" "trap '' HUP; echo started; sleep 3600; mkdir $out") (mk "next
     let drvs = instantiate(&store, &expr, &busybox, None);
     let drvs: Vec<&str> = drvs.lines().collect();
     let build_tmp = build_tmp(tmp.path());
-
-    let mut first = kiln_build(&store, &build_tmp)
+    let kiln = kiln_build(&store, &build_tmp)
         .arg(drvs[0])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let orphan = loop {
+    let builder = loop {
         if let [pid] = processes_with_arg(&token)[..] {
             break pid;
         }
         assert!(Instant::now() < deadline, "the builder never started");
         std::thread::sleep(Duration::from_millis(20));
     };
+    Sleeper {
+        next: drvs[1].to_string(),
+        tmp,
+        store,
+        build_tmp,
+        kiln,
+        builder,
+        token,
+        cleanup,
+    }
+}
+
+/// Whether `pid` (which had `token` among its arguments) is gone within 10 s: a
+/// SIGKILLed sleeper is gone in microseconds, one nobody killed sleeps for an hour.
+fn goes_away(pid: u32, token: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with_arg(token).contains(&pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A builder that ignores SIGHUP outlived a `kill -9` of its kiln and of the sandbox
+/// helpers (its process group), and the next build given the same build user ran beside
+/// it: kiln never killed the leftover processes of a build user, which Nix does before
+/// every build.
+#[test]
+fn orphaned_builder_is_killed_before_its_build_user_is_reused() {
+    let uids = build_uids();
+    assert!(
+        rustix::process::geteuid().is_root() && !uids.is_empty(),
+        "needs root and the nixbld group (scripts/test.sh)"
+    );
+    let Sleeper {
+        tmp: _tmp,
+        store,
+        build_tmp,
+        kiln: mut first,
+        builder: orphan,
+        token,
+        next,
+        cleanup: _cleanup,
+    } = start_sleeper();
     let uid = uid_of(orphan);
     assert!(uids.contains(&uid), "the builder runs as uid {uid}");
     // Claim the uid as soon as kiln lets go of it (before any other build can, which
@@ -136,7 +189,11 @@ in [ (mk "orphan" "trap '' HUP; echo started; sleep 3600; mkdir $out") (mk "next
         let file = open(uid).unwrap();
         std::thread::spawn(move || file.lock().map(|()| file))
     };
-    first.kill().unwrap();
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_child(&first),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
     first.wait().unwrap();
     let orphans_uid = orphans_uid.join().unwrap().unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -157,25 +214,31 @@ in [ (mk "orphan" "trap '' HUP; echo started; sleep 3600; mkdir $out") (mk "next
         })
         .collect();
     drop(orphans_uid);
-    let out = kiln_build(&store, &build_tmp)
-        .arg(drvs[1])
-        .output()
-        .unwrap();
+    let out = kiln_build(&store, &build_tmp).arg(&next).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The kill is asynchronous; a SIGKILLed sleeper is gone in microseconds, while one
-    // nobody killed sleeps for an hour.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while processes_with_arg(&token).contains(&orphan) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        !processes_with_arg(&token).contains(&orphan),
+        goes_away(orphan, &token),
         "the orphaned builder (pid {orphan}, uid {uid}) survived the next build of its uid"
+    );
+}
+
+/// A builder that ignores SIGHUP ran on after a `kill -9` of its kiln alone (the
+/// sandbox helper exited when kiln's end of its socket closed, and left the builder to
+/// whoever claimed its uid next).
+#[test]
+fn builder_dies_with_its_killed_kiln() {
+    let mut sleeper = start_sleeper();
+    sleeper.kiln.kill().unwrap();
+    sleeper.kiln.wait().unwrap();
+    assert!(
+        goes_away(sleeper.builder, &sleeper.token),
+        "the builder (pid {}) outlived its kiln",
+        sleeper.builder
     );
 }
 

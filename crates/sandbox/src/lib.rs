@@ -20,9 +20,10 @@
 //!   happens in the single-threaded helper and its child, so [`run`] is safe
 //!   from any thread, concurrently.
 //! * Killing the builder (PID 1 of its namespace) kills the whole sandbox; no
-//!   sandbox process survives [`run`]. One whose caller died before reaping it
-//!   keeps running as its host uid, until [`kill_user_processes`] (which the
-//!   caller runs before lending that uid to a build) kills it.
+//!   sandbox process survives [`run`]. When the caller dies, its helper kills
+//!   the sandboxes it started; one that outlived both keeps running as its host
+//!   uid until [`kill_user_processes`] (which the caller runs before lending
+//!   that uid to a build) kills it.
 //! * Every mount happens inside the sandbox's private mount namespace; the
 //!   host's mount table is never changed.
 //! * The builder's environment is exactly [`SandboxSpec::env`]; nothing is added.

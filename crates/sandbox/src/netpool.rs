@@ -211,7 +211,7 @@ fn go_home(home: &OwnedFd) {
 /// A pidfd is readable once its process has exited. A builder is PID 1 of its
 /// PID namespace, and the kernel kills and reaps every other process of that
 /// namespace before PID 1 counts as exited.
-fn has_exited(pidfd: &OwnedFd) -> bool {
+pub(crate) fn has_exited(pidfd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     let now = Timespec {
         tv_sec: 0,
