@@ -1,9 +1,20 @@
 //! Build users: as root, builders run as a member of the `nixbld` group, claimed through
 //! `userpool/<uid>` flocks exactly as Nix claims them, so kiln and Nix never hand one
-//! uid to two concurrent builds (each kills that uid's leftover processes).
+//! uid to two concurrent builds.
+//!
+//! A uid claimed from the pool may still run processes: a builder whose kiln or Nix was
+//! killed outright outlives it (nothing kills a sandbox's PID 1 when its parent dies).
+//! So, as Nix does, every process of a newly claimed uid is killed before any build
+//! uses it. Nix also kills them after each build; kiln need not: a builder is PID 1
+//! of its own PID namespace, and once kiln has reaped it the kernel has killed every
+//! process that namespace held, so a build that ran to its end leaves no process of
+//! its uid. Such a uid stays claimed (its flock held) by this process, for its next
+//! build, which therefore needs no kill either. A build that ended any other way
+//! gives its uid back to the pool after killing its processes.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -11,8 +22,21 @@ use crate::error::{Error, IoContext, Result};
 pub struct BuildUser {
     pub uid: u32,
     pub gid: u32,
-    _lock: Option<File>,
+    /// `None` when the builder runs as the caller (no pool).
+    claim: Option<Claim>,
+    /// The build's sandbox has been reaped, and with it every process of the uid.
+    no_processes_left: bool,
 }
+
+/// A pool member this process holds the flock of.
+struct Claim {
+    lock: File,
+    /// The `userpool` directory the lock is in.
+    pool: PathBuf,
+}
+
+/// Uids this process holds, known to run no process, ready for its next build.
+static IDLE: Mutex<Vec<(u32, u32, Claim)>> = Mutex::new(Vec::new());
 
 impl BuildUser {
     /// Claim a free `nixbld` member when running as root (the pool lives under the
@@ -21,21 +45,22 @@ impl BuildUser {
     pub fn acquire(global_state_dir: &Path) -> Result<BuildUser> {
         let euid = rustix::process::geteuid().as_raw();
         let egid = rustix::process::getegid().as_raw();
+        let unpooled = BuildUser {
+            uid: euid,
+            gid: egid,
+            claim: None,
+            no_processes_left: false,
+        };
         if euid != 0 {
-            return Ok(BuildUser {
-                uid: euid,
-                gid: egid,
-                _lock: None,
-            });
+            return Ok(unpooled);
         }
         let Some(group) = build_group() else {
-            return Ok(BuildUser {
-                uid: euid,
-                gid: egid,
-                _lock: None,
-            });
+            return Ok(unpooled);
         };
         let pool = global_state_dir.join("userpool");
+        if let Some(user) = take_idle(&pool) {
+            return Ok(user);
+        }
         std::fs::create_dir_all(&pool).ctx("creating", &pool)?;
         for &uid in &group.uids {
             let path = pool.join(uid.to_string());
@@ -46,15 +71,58 @@ impl BuildUser {
                 .truncate(false)
                 .open(&path)
                 .ctx("opening", &path)?;
+            // Also fails for the uids this process holds: flocks of separate opens
+            // conflict even within one process.
             if file.try_lock().is_ok() {
-                return Ok(BuildUser {
+                let user = BuildUser {
                     uid,
                     gid: group.gid,
-                    _lock: Some(file),
-                });
+                    claim: Some(Claim { lock: file, pool }),
+                    no_processes_left: false,
+                };
+                // On error the lock goes back, with whatever still runs as `uid`.
+                kiln_sandbox::kill_user_processes(uid).map_err(Error::BuildUser)?;
+                return Ok(user);
             }
         }
         Err(Error::NoBuildUser(group.members))
+    }
+
+    /// Says that the build's sandbox has been reaped: no process of this user is left,
+    /// and the next build of this process may have it without killing anything.
+    pub fn sandbox_reaped(&mut self) {
+        self.no_processes_left = true;
+    }
+}
+
+fn take_idle(pool: &Path) -> Option<BuildUser> {
+    let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+    let at = idle.iter().position(|(_, _, claim)| claim.pool == pool)?;
+    let (uid, gid, claim) = idle.swap_remove(at);
+    Some(BuildUser {
+        uid,
+        gid,
+        claim: Some(claim),
+        no_processes_left: false,
+    })
+}
+
+impl Drop for BuildUser {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        if self.no_processes_left {
+            IDLE.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.uid, self.gid, claim));
+            return;
+        }
+        // The sandbox may not have been reaped (a failed setup, an error while
+        // waiting): whatever runs as the uid goes before the uid does, as after every
+        // build in Nix.
+        let _ = kiln_sandbox::kill_user_processes(self.uid);
+        drop(claim.lock);
     }
 }
 

@@ -92,6 +92,8 @@ pub enum Error {
     NoBuildSlots,
     #[error("interrupted by the user")]
     Interrupted,
+    #[error("claiming a build user: {0}")]
+    BuildUser(#[source] kiln_sandbox::Error),
     #[error("no free build user in group 'nixbld' (all {0} are busy)")]
     NoBuildUser(usize),
 }

@@ -372,6 +372,7 @@ impl Staged {
             let (outcome, left) = launched
                 .go_lingering(&prepared, &mut log)
                 .map_err(sandbox_err)?;
+            self.user.sandbox_reaped();
             lingering = Some(left);
             let tail = log.tail_for_error();
             log.finish()?;

@@ -40,6 +40,10 @@ pub enum Error {
     #[error("while setting up the build environment: {0}")]
     Setup(String),
 
+    /// The leftover processes of a build user could not be killed.
+    #[error("cannot kill the processes of uid {uid}: {error}")]
+    KillUser { uid: u32, error: io::Error },
+
     /// Writing the builder's output to the caller's log failed.
     #[error("writing the build log: {0}")]
     Log(io::Error),

@@ -31,7 +31,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::pipe::PipeFlags;
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::error::errno_text;
 use crate::idmap;
@@ -119,17 +119,57 @@ pub fn helper_main() -> ! {
         // `prepare`): the first spare need not wait for the first request.
         spares.user_namespace = Some(crate::prepare::user_namespaces_enabled());
     }
+    let mut started = Started(Vec::new());
     loop {
         // Prepare namespaces and the next child while idle, not while a build
         // (of a parallel job) is already waiting.
         if !request_pending(sock) {
             nets.tend();
             spares.replenish(&mut nets);
+            started.forget_exited();
         }
         match receive(sock) {
-            Ok(Some(request)) => serve(request, kind, &mut nets, &mut spares),
-            Ok(None) => sys::exit_now(0),
-            Err(_) => sys::exit_now(1),
+            Ok(Some(request)) => {
+                if let Some(pid) = serve(request, kind, &mut nets, &mut spares) {
+                    started.add(pid);
+                }
+            }
+            Ok(None) => {
+                started.kill_all();
+                sys::exit_now(0)
+            }
+            Err(_) => {
+                started.kill_all();
+                sys::exit_now(1)
+            }
+        }
+    }
+}
+
+/// The sandboxes this helper started that may still run. EOF on the socket
+/// means the caller is gone, and a sandbox nobody will reap would run on as
+/// its build user (a builder that ignores SIGHUP outlives its pty), so they
+/// die with the caller; the caller's next build user claim would kill them
+/// anyway, but only if it claims that uid.
+struct Started(Vec<OwnedFd>);
+
+impl Started {
+    fn add(&mut self, pid: libc::pid_t) {
+        // The helper is not the builder's parent (CLONE_PARENT); a pidfd still
+        // reaches it, whoever reaps it.
+        let pidfd = Pid::from_raw(pid)
+            .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
+        self.0.extend(pidfd);
+    }
+
+    fn forget_exited(&mut self) {
+        self.0.retain(|pidfd| !crate::netpool::has_exited(pidfd));
+    }
+
+    fn kill_all(&self) {
+        // Killing a sandbox's PID 1 kills its whole PID namespace.
+        for pidfd in &self.0 {
+            let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
         }
     }
 }
@@ -143,14 +183,21 @@ pub(crate) struct Request {
     pub(crate) go: OwnedFd,
 }
 
-fn serve(request: Request, kind: HelperKind, nets: &mut NetworkPool, spares: &mut Spares) {
+/// Serves one request; the pid of the sandbox it started, if any.
+fn serve(
+    request: Request,
+    kind: HelperKind,
+    nets: &mut NetworkPool,
+    spares: &mut Spares,
+) -> Option<libc::pid_t> {
     let Request {
         plan,
         pty,
         status,
         go,
     } = request;
-    if let Err(message) = start(&plan, kind, &pty, &status, &go, nets, spares) {
+    let started = start(&plan, kind, &pty, &status, &go, nets, spares);
+    if let Err(message) = &started {
         status::send(
             status.as_raw_fd(),
             status::TAG_HELPER_ERROR,
@@ -160,6 +207,7 @@ fn serve(request: Request, kind: HelperKind, nets: &mut NetworkPool, spares: &mu
     // Dropping our copies of the pty and the status pipe only now, after any
     // error was sent, lets the caller see EOF once the child has executed the
     // builder (or died).
+    started.ok()
 }
 
 /// A sandboxed child that exists and waits for its uid map and sync byte.
@@ -178,7 +226,7 @@ fn start(
     go: &OwnedFd,
     nets: &mut NetworkPool,
     spares: &mut Spares,
-) -> Result<(), String> {
+) -> Result<libc::pid_t, String> {
     let plan = Plan::decode(plan_bytes)?;
     if HelperKind::of_plan(&plan) != kind {
         return Err(format!(
@@ -251,7 +299,7 @@ fn start(
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
     }
-    result
+    result.map(|()| pid)
 }
 
 /// The namespaces every sandbox gets, whatever its plan.

@@ -20,7 +20,10 @@
 //!   happens in the single-threaded helper and its child, so [`run`] is safe
 //!   from any thread, concurrently.
 //! * Killing the builder (PID 1 of its namespace) kills the whole sandbox; no
-//!   sandbox process survives [`run`].
+//!   sandbox process survives [`run`]. When the caller dies, its helper kills
+//!   the sandboxes it started; one that outlived both keeps running as its host
+//!   uid until [`kill_user_processes`] (which the caller runs before lending
+//!   that uid to a build) kills it.
 //! * Every mount happens inside the sandbox's private mount namespace; the
 //!   host's mount table is never changed.
 //! * The builder's environment is exactly [`SandboxSpec::env`]; nothing is added.
@@ -43,8 +46,9 @@
 //! * as root, the private network namespace is made ahead of time by the
 //!   helper and owned by the initial user namespace instead of the sandbox's
 //!   (visible only through `ioctl(NS_GET_USERNS)`); it is reused by a later
-//!   sandbox only if no builder ever sent a packet in it (see `netpool.rs`),
-//!   so only its inode number can tell it from a fresh one;
+//!   sandbox only if every counter, socket table and flow label a builder can
+//!   read is as it was when the namespace was new (see `netpool.rs`), so only
+//!   its inode number can tell it from a fresh one;
 //! * builders start with every signal at its default; Nix passes on whatever
 //!   its own parent left ignored.
 
@@ -58,6 +62,7 @@ mod fresh_dir;
 #[allow(unsafe_code)] // the one `clone` call; see helper.rs
 mod helper;
 mod idmap;
+mod kill_user;
 mod mounts;
 mod net;
 mod netpool;
@@ -79,6 +84,7 @@ pub use cleanup::cleanup;
 pub use error::Error;
 pub use fresh_dir::looks_new;
 pub use helper::{helper_main, HELPER_ARG};
+pub use kill_user::kill_user_processes;
 pub use prepare::{prepare, user_namespaces_enabled, Prepared};
 pub use run::{kill_running_builders, launch, run, Launched, Lingering, Outcome};
 pub use skeleton::{discard_recycled, recycle, Skeleton};

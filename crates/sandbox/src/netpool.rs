@@ -10,17 +10,44 @@
 //!
 //! A namespace goes back to the pool only if the sandbox that used it has
 //! exited (its PID 1 is gone, and with it every process of its PID namespace
-//! and every socket they had) and it is *pristine*: every interface's counters
-//! are zero and no TCP socket exists, not even in TIME-WAIT. A builder without
+//! and every socket they had) and nothing a later builder could observe in it
+//! differs from what it showed when it was new. The builder ran without
 //! capabilities (uid 1000, and the namespace belongs to the initial user
-//! namespace, not the sandbox's) can change nothing else in it, so a pristine
-//! namespace is indistinguishable from a fresh one to the next builder, apart
-//! from its inode number. A builder that sent a single packet, even to
-//! itself, makes its namespace unusable; it is dropped and the kernel tears it
-//! down as it would have anyway.
+//! namespace, not the sandbox's), so it could not write a sysctl under
+//! `/proc/sys/net`, add an address, route, neighbour, iptables rule or
+//! interface, or open a raw or packet socket. What it can change:
+//!
+//! * counters, even without sending a packet: a `connect` to an unroutable
+//!   address counts in `OutNoRoutes` (`/proc/net/snmp`), its IPv6 twin in
+//!   `/proc/net/snmp6`, and the TCP/IP extension counters of
+//!   `/proc/net/netstat` move with socket options and failures;
+//! * anything that needs a packet (interface counters in `/proc/net/dev`,
+//!   TIME-WAIT sockets, TCP metrics, conntrack entries, route
+//!   exceptions, fragment queues, ICMP rate limits), which the first packet
+//!   already betrays through those counters;
+//! * IPv6 flow labels (`IPV6_FLOWLABEL_MGR`), which linger for seconds after
+//!   their socket is closed and are listed in `/proc/net/ip6_flowlabel`;
+//! * sockets kept alive after their process died, in flight in a Unix socket
+//!   until the kernel's garbage collector finds them: counted in
+//!   `/proc/net/sockstat{,6}` (`inuse`) or listed in `/proc/net/unix`.
+//!
+//! Unix abstract names, multicast memberships, port bindings and flow labels
+//! in use die with their sockets. Per-namespace hash seeds (port selection)
+//! are fixed at creation and a builder cannot change them; the ones a builder
+//! does move (ephemeral port perturbation, socket cookies, IP IDs) are global
+//! to the machine, under Nix too. So a namespace is reused only if each of
+//! [`COMPARED`] reads byte for byte as it did right after the namespace was
+//! made, and `sockstat{,6}` count no socket in use and none in TIME-WAIT.
+//! (`dev_snmp6/lo` moves only with packets on `lo`, which `dev` counts.) The
+//! files are opened once, inside the new namespace, and read again from the
+//! helper's own when the sandbox has exited: about 170 µs of CPU per build
+//! (`netstat` alone is 70), between requests, against the 1.4 ms a namespace
+//! costs to make and tear down. A namespace that fails is dropped and the
+//! kernel tears it down as it would have anyway.
 //!
 //! Unprivileged callers get `CLONE_NEWNET` per sandbox, as in Nix.
 
+use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -35,16 +62,23 @@ use crate::sys;
 const IDLE_TARGET: usize = 1;
 
 pub(crate) struct NetworkPool {
-    /// The helper's own network namespace, to return to after each visit;
+    /// The helper's own network namespace, to return to after making one;
     /// `None` when the pool is disabled (not root, or the kernel refused).
     home: Option<OwnedFd>,
-    idle: Vec<OwnedFd>,
+    idle: Vec<Pooled>,
     lent: Vec<Loan>,
+}
+
+/// A namespace made by the pool, and the files that tell whether it is
+/// still as it was then.
+struct Pooled {
+    namespace: OwnedFd,
+    watch: Watch,
 }
 
 /// A namespace in use by the sandbox whose PID 1 `pidfd` refers to.
 struct Loan {
-    namespace: OwnedFd,
+    pooled: Pooled,
     pidfd: OwnedFd,
 }
 
@@ -80,8 +114,8 @@ impl NetworkPool {
         for loan in std::mem::take(&mut self.lent) {
             if !has_exited(&loan.pidfd) {
                 still_lent.push(loan);
-            } else if self.visit(&loan.namespace, is_pristine) == Some(true) {
-                self.idle.push(loan.namespace);
+            } else if loan.pooled.watch.unchanged() {
+                self.idle.push(loan.pooled);
             }
         }
         self.lent = still_lent;
@@ -93,9 +127,12 @@ impl NetworkPool {
             self.home = None;
             return;
         }
-        let made = crate::net::loopback_up()
-            .ok()
-            .and_then(|()| open_current().ok());
+        let made = crate::net::loopback_up().ok().and_then(|()| {
+            Some(Pooled {
+                namespace: open_current().ok()?,
+                watch: Watch::start()?,
+            })
+        });
         go_home(home);
         self.idle.extend(made);
     }
@@ -108,9 +145,9 @@ impl NetworkPool {
             self.tend();
         }
         let home = self.home.as_ref()?;
-        let namespace = self.idle.pop()?;
+        let pooled = self.idle.pop()?;
         if rustix::thread::move_into_link_name_space(
-            namespace.as_fd(),
+            pooled.namespace.as_fd(),
             Some(LinkNameSpaceType::Network),
         )
         .is_err()
@@ -119,29 +156,16 @@ impl NetworkPool {
         }
         Some(Entered {
             home,
-            namespace: Some(namespace),
+            pooled: Some(pooled),
             lent: &mut self.lent,
         })
-    }
-
-    /// Runs `check` inside `namespace` and comes back.
-    fn visit(&self, namespace: &OwnedFd, check: fn() -> bool) -> Option<bool> {
-        let home = self.home.as_ref()?;
-        rustix::thread::move_into_link_name_space(
-            namespace.as_fd(),
-            Some(LinkNameSpaceType::Network),
-        )
-        .ok()?;
-        let result = check();
-        go_home(home);
-        Some(result)
     }
 }
 
 /// While alive, the helper is in a pooled namespace; dropping it returns home.
 pub(crate) struct Entered<'a> {
     home: &'a OwnedFd,
-    namespace: Option<OwnedFd>,
+    pooled: Option<Pooled>,
     lent: &'a mut Vec<Loan>,
 }
 
@@ -154,8 +178,8 @@ impl Entered<'_> {
             // cannot wait for it; a pidfd still says when it has exited.
             rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
         });
-        if let (Some(namespace), Some(pidfd)) = (self.namespace.take(), pidfd) {
-            self.lent.push(Loan { namespace, pidfd });
+        if let (Some(pooled), Some(pidfd)) = (self.pooled.take(), pidfd) {
+            self.lent.push(Loan { pooled, pidfd });
         }
     }
 }
@@ -187,7 +211,7 @@ fn go_home(home: &OwnedFd) {
 /// A pidfd is readable once its process has exited. A builder is PID 1 of its
 /// PID namespace, and the kernel kills and reaps every other process of that
 /// namespace before PID 1 counts as exited.
-fn has_exited(pidfd: &OwnedFd) -> bool {
+pub(crate) fn has_exited(pidfd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     let now = Timespec {
         tv_sec: 0,
@@ -196,106 +220,121 @@ fn has_exited(pidfd: &OwnedFd) -> bool {
     matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
-/// Whether the current network namespace looks exactly as it did when it was
-/// made: all interface counters zero, and no TCP socket of any state.
-fn is_pristine() -> bool {
-    let read = |path: &std::ffi::CStr| -> Option<String> {
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        let mut text = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match rustix::io::read(&fd, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => text.extend_from_slice(&buf[..n]),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return None,
-            }
-        }
-        String::from_utf8(text).ok()
-    };
-    let Some(dev) = read(c"/proc/thread-self/net/dev") else {
-        return false;
-    };
-    let Some(sockstat) = read(c"/proc/thread-self/net/sockstat") else {
-        return false;
-    };
-    // Without IPv6 there is no such file, and nothing to count.
-    let sockstat6 = read(c"/proc/thread-self/net/sockstat6").unwrap_or_default();
-    interfaces_unused(&dev) && no_tcp_sockets(&sockstat) && no_tcp_sockets(&sockstat6)
+/// The files of a network namespace whose every byte a later builder could
+/// read and an earlier one could change (see the module doc), and whether
+/// each must exist (the rest are IPv6's).
+const COMPARED: [(&CStr, bool); 6] = [
+    (c"/proc/thread-self/net/dev", true),
+    (c"/proc/thread-self/net/snmp", true),
+    (c"/proc/thread-self/net/netstat", true),
+    (c"/proc/thread-self/net/unix", true),
+    (c"/proc/thread-self/net/snmp6", false),
+    (c"/proc/thread-self/net/ip6_flowlabel", false),
+];
+
+/// `/proc/net/sockstat{,6}`, which count sockets in use.
+const SOCKSTATS: [(&CStr, bool); 2] = [
+    (c"/proc/thread-self/net/sockstat", true),
+    (c"/proc/thread-self/net/sockstat6", false),
+];
+
+/// [`COMPARED`] and [`SOCKSTATS`] of one namespace, opened inside it: a file
+/// under `/proc/net` keeps showing the namespace it was opened in, so the
+/// helper checks it from its own namespace without opening anything.
+struct Watch {
+    /// With what each read when the namespace was new.
+    compared: Vec<(OwnedFd, Vec<u8>)>,
+    sockstats: Vec<OwnedFd>,
 }
 
-/// `/proc/net/dev`: two header lines, then `name: counter…` per interface.
-fn interfaces_unused(dev: &str) -> bool {
-    let mut interfaces = 0;
-    for line in dev.lines().skip(2) {
-        let Some((_, counters)) = line.split_once(':') else {
-            return false;
-        };
-        if !counters.split_whitespace().all(|c| c == "0") {
-            return false;
+impl Watch {
+    /// In the namespace to watch, right after making it. `None` if a file that
+    /// must exist cannot be read: such a namespace cannot be vouched for.
+    fn start() -> Option<Watch> {
+        let mut compared = Vec::with_capacity(COMPARED.len());
+        for file in open_all(&COMPARED)? {
+            let when_new = read_all(&file).ok()?;
+            compared.push((file, when_new));
         }
-        interfaces += 1;
+        Some(Watch {
+            compared,
+            sockstats: open_all(&SOCKSTATS)?,
+        })
     }
-    interfaces > 0
+
+    /// Whether everything reads as when the namespace was new, and no socket
+    /// of any protocol is in use or in TIME-WAIT. `sockstat` is not compared
+    /// whole: its `sockets: used`, and TCP's `orphan`, `alloc` and `mem`, count
+    /// the whole machine.
+    fn unchanged(&self) -> bool {
+        self.sockstats.iter().all(|file| {
+            read_all(file)
+                .ok()
+                .and_then(|text| String::from_utf8(text).ok())
+                .is_some_and(|text| none_in_use(&text))
+        }) && self
+            .compared
+            .iter()
+            .all(|(file, when_new)| read_all(file).is_ok_and(|now| now == *when_new))
+    }
 }
 
-/// `/proc/net/sockstat{,6}`: the `TCP:`/`TCP6:` line's `inuse` and `tw`
-/// counts are per namespace (its `orphan`, `alloc` and `mem` are global).
-fn no_tcp_sockets(sockstat: &str) -> bool {
-    for line in sockstat.lines() {
-        let Some(rest) = line
-            .strip_prefix("TCP: ")
-            .or_else(|| line.strip_prefix("TCP6: "))
-        else {
-            continue;
-        };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        let busy = words
+/// Opens the files that exist; `None` if one that must exist does not.
+fn open_all(files: &[(&CStr, bool)]) -> Option<Vec<OwnedFd>> {
+    let mut opened = Vec::with_capacity(files.len());
+    for &(path, required) in files {
+        match rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => opened.push(fd),
+            Err(rustix::io::Errno::NOENT) if !required => {}
+            Err(_) => return None,
+        }
+    }
+    Some(opened)
+}
+
+/// The whole file, from its start whatever was read before.
+fn read_all(file: &OwnedFd) -> rustix::io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::pread(file, &mut buf, text.len() as u64) {
+            Ok(0) => return Ok(text),
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `/proc/net/sockstat{,6}`: `PROTO: name count name count…` per line; every
+/// protocol's `inuse`, and TCP's `tw`, count this namespace's sockets.
+fn none_in_use(sockstat: &str) -> bool {
+    sockstat.lines().all(|line| {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        !words
             .chunks(2)
-            .any(|pair| matches!(pair, ["inuse" | "tw", count] if *count != "0"));
-        if busy {
-            return false;
-        }
-    }
-    true
+            .any(|pair| matches!(pair, ["inuse" | "tw", count] if *count != "0"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FRESH_DEV: &str = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n";
+    const IDLE: &str = "sockets: used 130\nTCP: inuse 0 orphan 3 tw 0 alloc 12 mem 1\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n";
 
     #[test]
-    fn fresh_interfaces_count_as_unused() {
-        assert!(interfaces_unused(FRESH_DEV));
+    fn machine_wide_socket_counts_do_not_matter() {
+        assert!(none_in_use(IDLE));
     }
 
     #[test]
-    fn any_traffic_counts_as_used() {
-        let used = FRESH_DEV.replace("lo:       0       0", "lo:      84       1");
-        assert!(!interfaces_unused(&used));
-    }
-
-    #[test]
-    fn a_table_without_interfaces_is_not_trusted() {
-        let headers: String = FRESH_DEV
-            .lines()
-            .take(2)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(!interfaces_unused(&headers));
-    }
-
-    #[test]
-    fn tcp_sockets_in_use_or_time_wait_are_noticed() {
-        let idle =
-            "sockets: used 130\nTCP: inuse 0 orphan 3 tw 0 alloc 12 mem 1\nUDP: inuse 0 mem 0\n";
-        assert!(no_tcp_sockets(idle));
-        assert!(!no_tcp_sockets(
-            &idle.replace("inuse 0 orphan", "inuse 1 orphan")
-        ));
-        assert!(!no_tcp_sockets(&idle.replace("tw 0", "tw 2")));
-        assert!(!no_tcp_sockets("TCP6: inuse 1\nUDP6: inuse 0\n"));
+    fn sockets_of_any_protocol_in_use_or_time_wait_are_noticed() {
+        assert!(!none_in_use(&IDLE.replace("TCP: inuse 0", "TCP: inuse 1")));
+        assert!(!none_in_use(&IDLE.replace("tw 0", "tw 2")));
+        assert!(!none_in_use(&IDLE.replace("UDP: inuse 0", "UDP: inuse 1")));
+        assert!(!none_in_use(&IDLE.replace("RAW: inuse 0", "RAW: inuse 1")));
+        assert!(!none_in_use("TCP6: inuse 1\nUDP6: inuse 0\n"));
+        assert!(!none_in_use("TCP6: inuse 0\nUDP6: inuse 3\n"));
     }
 }

@@ -402,3 +402,15 @@ pub(crate) fn detached_mounts_supported() -> bool {
             ))
     }
 }
+
+/// `kill(-1, sig)`: `sig` to every process the calling thread may signal,
+/// except init and the caller's own process.
+pub(crate) fn kill_every_permitted(sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let r = unsafe { libc::kill(-1, sig) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
