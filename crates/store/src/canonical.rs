@@ -364,3 +364,40 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         fs::remove_file(path).ctx("removing", path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_entry_gets_nix_modes_and_mtime_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let exec = dir.path().join("exec");
+        let sub = dir.path().join("sub");
+        fs::write(&plain, b"x").unwrap();
+        fs::write(&exec, b"x").unwrap();
+        fs::set_permissions(&plain, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::set_permissions(&exec, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink("plain", dir.path().join("link")).unwrap();
+        for (name, mode) in [
+            ("plain", Some(0o444)),
+            ("exec", Some(0o555)),
+            ("sub", Some(0o555)),
+            ("link", None),
+        ] {
+            let path = dir.path().join(name);
+            canonicalise_entry(&path, &fs::symlink_metadata(&path).unwrap()).unwrap();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if let Some(mode) = mode {
+                assert_eq!(meta.mode() & 0o7777, mode, "{name}");
+            }
+            assert_eq!(meta.mtime(), CANONICAL_MTIME_SECS, "{name}");
+        }
+        // The symlink's target was not touched through it.
+        assert_eq!(fs::symlink_metadata(&plain).unwrap().mode() & 0o7777, 0o444);
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}

@@ -88,3 +88,50 @@ impl Layout {
         self.store_dir.display(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_kiln_writes_is_one_nix_reads() {
+        let layout = Layout::under_root(Path::new("/r"));
+        let drv = layout
+            .store_dir
+            .parse("/nix/store/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv")
+            .unwrap();
+        let drvs = "/r/nix/var/log/nix/drvs";
+        assert_eq!(
+            layout.log_path(&drv),
+            PathBuf::from(format!(
+                "{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"
+            ))
+        );
+        let paths: Vec<(String, bool)> = layout
+            .log_paths(&drv)
+            .into_iter()
+            .map(|(p, bz)| (p.display().to_string(), bz))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                (
+                    format!("{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv"),
+                    false
+                ),
+                (
+                    format!("{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"),
+                    true
+                ),
+                (
+                    format!("{drvs}/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv"),
+                    false
+                ),
+                (
+                    format!("{drvs}/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"),
+                    true
+                ),
+            ]
+        );
+    }
+}
