@@ -284,6 +284,7 @@ const CHECK_LISTS: [&str; 4] = [
 /// every output. Nix 2.8's structured reader also copies each list it reads into
 /// `disallowedRequisites`, but then assigns that field last, so the copy never counts.
 fn checks_for(drv: &Derivation, drv_str: &str, output: &str) -> Result<Option<Checks>> {
+    // Nix's output checks name the derivation by its full path.
     let attrs = ParsedAttrs::parse(drv_str, drv).map_err(Error::attribute)?;
     if attrs.structured().is_none() {
         let mut checks = Checks {

@@ -117,7 +117,9 @@ impl Requirements {
 /// `requiredSystemFeatures`: words of the environment variable, or with structured
 /// attributes a list of strings in `__json`.
 fn required_system_features(drv: &Derivation, drv_path: &str) -> Result<BTreeSet<String>> {
-    let attrs = ParsedAttrs::parse(drv_path, drv).map_err(Error::attribute)?;
+    // Nix's ParsedDerivation names the derivation by its base name here.
+    let base = drv_path.rsplit_once('/').map_or(drv_path, |(_, b)| b);
+    let attrs = ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
     Ok(attrs
         .strings("requiredSystemFeatures")
         .map_err(Error::attribute)?

@@ -441,7 +441,11 @@ fn start_sandbox(
         .collect();
     let fixed = staged.kind == DerivationType::FixedOutput;
     let export = |paths: &[String]| export_references_json(store, &staged.inputs, drv_str, paths);
-    let attrs = kiln_derivation::ParsedAttrs::parse(drv_str, drv).map_err(Error::attribute)?;
+    // Nix's ParsedDerivation names the derivation by its base name here.
+    let base = drv_str
+        .rsplit_once('/')
+        .map_or(drv_str.as_str(), |(_, b)| b);
+    let attrs = kiln_derivation::ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
     let (env, files) = builder_environment(
         &attrs,
         &EnvContext {

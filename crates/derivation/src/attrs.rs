@@ -13,19 +13,16 @@ const WORD_SEPARATORS: &[u8] = b" \t\n\r";
 
 pub struct ParsedAttrs<'a> {
     drv: &'a Derivation,
-    /// Nix names the derivation by its base name in these messages.
     drv_name: String,
     structured: Option<Value>,
 }
 
 impl<'a> ParsedAttrs<'a> {
-    /// Parse `__json` if `drv` has it. `drv_path` (a logical path or a base name)
-    /// names the derivation in errors; Nix uses its base name.
-    pub fn parse(drv_path: &str, drv: &'a Derivation) -> Result<ParsedAttrs<'a>> {
-        let drv_name = drv_path
-            .rsplit_once('/')
-            .map_or(drv_path, |(_, base)| base)
-            .to_string();
+    /// Parse `__json` if `drv` has it. `drv_name` names the derivation in errors:
+    /// Nix's `ParsedDerivation` uses the `.drv`'s base name, but its output checks
+    /// (which read `outputChecks` lists) the full path.
+    pub fn parse(drv_name: &str, drv: &'a Derivation) -> Result<ParsedAttrs<'a>> {
+        let drv_name = drv_name.to_string();
         let structured = match drv.env.get(b"__json".as_slice()) {
             None => None,
             Some(json) => {
@@ -151,10 +148,7 @@ mod tests {
             "Derive([(\"out\",\"/nix/store/i5xvchlm36jash0k9ndh3vya563ls965-simple\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"builder\",\"/bin/sh\"){env}])"
         );
         let drv = Derivation::from_aterm(&store_dir, text.as_bytes(), "simple").unwrap();
-        (
-            "/nix/store/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv",
-            drv,
-        )
+        ("cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv", drv)
     }
 
     fn aterm_pair(k: &str, v: &str) -> String {
