@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kiln_derivation::Derivation;
+use kiln_derivation::{Derivation, ParsedAttrs};
 use kiln_hash::{nix32, Hash};
 
 use crate::error::{Error, Result};
@@ -40,9 +40,10 @@ pub type Environment = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The environment, sorted by name as Nix passes it, and the files to write first.
 pub fn builder_environment(
-    drv: &Derivation,
+    attrs: &ParsedAttrs<'_>,
     ctx: &EnvContext<'_>,
 ) -> Result<(Environment, Vec<BuildDirFile>)> {
+    let drv = attrs.derivation();
     let mut env: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut files = Vec::new();
     let mut set = |k: &str, v: &[u8]| {
@@ -53,9 +54,8 @@ pub fn builder_environment(
     set("NIX_STORE", ctx.store_dir.as_bytes());
     set("NIX_BUILD_CORES", ctx.cores.to_string().as_bytes());
 
-    let structured = drv.env.get(b"__json".as_slice());
-    if let Some(json) = structured {
-        let (attrs_json, attrs_sh) = structured_attrs(json, ctx)?;
+    if let Some(json) = attrs.structured() {
+        let (attrs_json, attrs_sh) = structured_attrs(json.clone(), ctx)?;
         files.push((".attrs.json".to_string(), attrs_json));
         files.push((".attrs.sh".to_string(), attrs_sh));
         // The 2.8 quirk: these name the host's build directory, not /build.
@@ -66,17 +66,12 @@ pub fn builder_environment(
         );
         set("NIX_ATTRS_SH_FILE", format!("{host}/.attrs.sh").as_bytes());
     } else {
-        let pass_as_file: Vec<&[u8]> = drv
-            .env
-            .get(b"passAsFile".as_slice())
-            .map(|v| {
-                v.split(|b| b.is_ascii_whitespace())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+        let pass_as_file = attrs
+            .strings("passAsFile")
+            .map_err(Error::attribute)?
             .unwrap_or_default();
         for (key, value) in &drv.env {
-            if pass_as_file.contains(&key.as_slice()) {
+            if pass_as_file.iter().any(|p| p.as_bytes() == key.as_slice()) {
                 let file = format!(".attr-{}", nix32::encode(Hash::sha256(key).as_bytes()));
                 let mut var = key.to_vec();
                 var.extend_from_slice(b"Path");
@@ -97,15 +92,14 @@ pub fn builder_environment(
     if ctx.fixed_output {
         set("NIX_OUTPUT_CHECKED", b"1");
         // Impure variables pass through from kiln's own environment for fetchers.
-        if let Some(names) = drv.env.get(b"impureEnvVars".as_slice()) {
-            for name in names
-                .split(|b| b.is_ascii_whitespace())
-                .filter(|s| !s.is_empty())
-            {
-                let name = String::from_utf8_lossy(name).into_owned();
-                let value = std::env::var_os(&name).unwrap_or_default();
-                set(&name, value.as_encoded_bytes());
-            }
+        // With structured attributes, the list is in `__json`, as Nix reads it.
+        for name in attrs
+            .strings("impureEnvVars")
+            .map_err(Error::attribute)?
+            .unwrap_or_default()
+        {
+            let value = std::env::var_os(&name).unwrap_or_default();
+            set(&name, value.as_encoded_bytes());
         }
     }
     set("NIX_LOG_FD", b"2");
@@ -135,9 +129,10 @@ pub fn builder_arguments(drv: &Derivation, outputs: &BTreeMap<String, String>) -
 
 /// `.attrs.json` (the `__json` attribute with `outputs` replaced by output paths) and
 /// `.attrs.sh` (bash `declare`s of its simple values), as Nix 2.8 writes them.
-fn structured_attrs(json: &[u8], ctx: &EnvContext<'_>) -> Result<(Vec<u8>, Vec<u8>)> {
-    let mut value: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| Error::StructuredAttrs(format!("__json is not valid JSON: {e}")))?;
+fn structured_attrs(
+    mut value: serde_json::Value,
+    ctx: &EnvContext<'_>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let obj = value
         .as_object_mut()
         .ok_or_else(|| Error::StructuredAttrs("__json is not a JSON object".into()))?;

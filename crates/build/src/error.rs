@@ -3,7 +3,7 @@ use std::path::PathBuf;
 /// Why a derivation could not be realised. Messages follow Nix's where Nix has one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context} '{path}': {source}")]
+    #[error("{context} '{path}'")]
     Io {
         context: &'static str,
         path: PathBuf,
@@ -16,13 +16,13 @@ pub enum Error {
     StorePath(#[from] kiln_store_path::Error),
     #[error(transparent)]
     Nar(#[from] kiln_nar::Error),
-    #[error("sandbox for '{drv}': {source}")]
+    #[error("sandbox for '{drv}'")]
     Sandbox {
         drv: String,
         #[source]
         source: kiln_sandbox::Error,
     },
-    #[error("derivation '{drv}': {source}")]
+    #[error("derivation '{drv}'")]
     Derivation {
         drv: String,
         #[source]
@@ -73,6 +73,10 @@ pub enum Error {
     OutputCycle { drv: String, a: String, b: String },
     #[error("structured attributes: {0}")]
     StructuredAttrs(String),
+    /// An attribute the build reads is malformed; the message names it and the
+    /// derivation.
+    #[error(transparent)]
+    Attribute(Box<kiln_derivation::Error>),
     /// Nix's messages about `exportReferencesGraph`, which name the path but not the
     /// derivation; kiln adds it.
     #[error("{why} (in 'exportReferencesGraph' of '{drv}')")]
@@ -99,6 +103,14 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// For [`kiln_derivation::ParsedAttrs`]' errors, which name the derivation
+    /// themselves; other derivation errors go in [`Error::Derivation`].
+    pub(crate) fn attribute(e: kiln_derivation::Error) -> Error {
+        Error::Attribute(Box::new(e))
+    }
+}
 
 pub(crate) trait IoContext<T> {
     fn ctx(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T>;

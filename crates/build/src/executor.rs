@@ -38,7 +38,6 @@ type StagedSlot = Arc<Mutex<Option<Staged>>>;
 pub struct DerivationExecutor<'a> {
     store: &'a LocalStore,
     settings: BuildSettings,
-    derivations: Mutex<HashMap<StorePath, Arc<Derivation>>>,
     staged: Mutex<HashMap<StorePath, StagedSlot>>,
     /// Where each build's log is copied as it runs (`-L`), if anywhere.
     echo: Option<Arc<Mutex<dyn Write + Send>>>,
@@ -49,7 +48,6 @@ impl<'a> DerivationExecutor<'a> {
         DerivationExecutor {
             store,
             settings,
-            derivations: Mutex::new(HashMap::new()),
             staged: Mutex::new(HashMap::new()),
             echo: None,
         }
@@ -75,21 +73,9 @@ impl<'a> DerivationExecutor<'a> {
         staged
     }
 
+    /// The store keeps the parsed `.drv`s (one cache for the whole process).
     fn derivation(&self, path: &StorePath) -> Result<Arc<Derivation>> {
-        if let Some(d) = self
-            .derivations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(path)
-        {
-            return Ok(Arc::clone(d));
-        }
-        let drv = Arc::new(self.store.read_derivation(path)?);
-        self.derivations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.clone(), Arc::clone(&drv));
-        Ok(drv)
+        Ok(self.store.read_derivation(path)?)
     }
 
     /// The known output paths of a derivation, if they are all valid.

@@ -100,7 +100,7 @@ fn export_closure(
         .cloned()
         .collect();
     for d in derivations {
-        let outputs = output_paths(store, &d, &store.read_derivation(&d)?)?;
+        let outputs = output_paths(store, &d, &*store.read_derivation(&d)?)?;
         for (_, output) in outputs {
             let output = output.ok_or_else(|| Error::ExportReferences {
                 drv: drv_str.to_string(),

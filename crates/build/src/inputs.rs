@@ -130,7 +130,7 @@ pub(crate) fn direct_inputs(
             None => store.query_derivation_outputs(input_drv)?,
         };
         let produced = if known.is_empty() {
-            known_outputs(store, input_drv, &store.read_derivation(input_drv)?)?
+            known_outputs(store, input_drv, &*store.read_derivation(input_drv)?)?
         } else {
             known
         };

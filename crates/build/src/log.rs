@@ -199,18 +199,9 @@ fn empty_bzip2() -> &'static [u8] {
 }
 
 /// Read a stored log back (for `kiln log`), looking where Nix looks.
-pub fn read_log(log_dir: &Path, drv_base: &str) -> Option<Vec<u8>> {
+pub fn read_log(layout: &kiln_store::Layout, drv: &kiln_store_path::StorePath) -> Option<Vec<u8>> {
     use std::io::Read;
-    let (head, rest) = drv_base.split_at(2.min(drv_base.len()));
-    let candidates = [
-        (log_dir.join("drvs").join(head).join(rest), false),
-        (
-            log_dir.join("drvs").join(head).join(format!("{rest}.bz2")),
-            true,
-        ),
-        (log_dir.join("drvs").join(drv_base), false),
-        (log_dir.join("drvs").join(format!("{drv_base}.bz2")), true),
-    ];
+    let candidates = layout.log_paths(drv);
     for (path, compressed) in candidates {
         let Ok(file) = File::open(&path) else {
             continue;

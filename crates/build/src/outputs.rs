@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use kiln_derivation::{Derivation, DerivationOutput};
+use kiln_derivation::{Derivation, DerivationOutput, ParsedAttrs};
 use kiln_hash::{Algorithm, Hasher};
 use kiln_store::{LocalStore, PathInfo};
 use kiln_store_path::{ContentAddress, FileIngestionMethod, ReferenceScanner, StorePath};
@@ -76,8 +76,8 @@ pub fn process_outputs(
     result
 }
 
-/// Canonical metadata (0444/0555, mtime 1, owned by us), refusing files the builder
-/// did not create (hard links to other users' files), as Nix does.
+/// Canonical metadata (the store's [`kiln_store::canonicalise_entry`]), refusing
+/// files the builder did not create (hard links to other users' files), as Nix does.
 fn canonicalise(path: &Path, build_uid: u32, seen: &mut HashSet<(u64, u64)>) -> Result<()> {
     let meta = std::fs::symlink_metadata(path).ctx("reading", path)?;
     let inode = (meta.dev(), meta.ino());
@@ -100,48 +100,8 @@ fn canonicalise(path: &Path, build_uid: u32, seen: &mut HashSet<(u64, u64)>) -> 
             path.to_path_buf(),
         )));
     }
-    let euid = rustix::process::geteuid();
-    let egid = rustix::process::getegid();
-    if meta.uid() != euid.as_raw() {
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            Some(euid),
-            Some(egid),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(std::io::Error::from)
-        .ctx("chown", path)?;
-    }
-    if !kind.is_symlink() {
-        let mode = if kind.is_dir() || meta.mode() & 0o100 != 0 {
-            0o555
-        } else {
-            0o444
-        };
-        if meta.mode() & 0o7777 != mode {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .ctx("chmod", path)?;
-        }
-    }
-    let times = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_OMIT,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        },
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(std::io::Error::from)
-    .ctx("setting mtime", path)
+    kiln_store::canonicalise_entry(path, &meta)?;
+    Ok(())
 }
 
 /// NAR hash, size and references of a moved output, and its content address when it
@@ -324,30 +284,25 @@ const CHECK_LISTS: [&str; 4] = [
 /// every output. Nix 2.8's structured reader also copies each list it reads into
 /// `disallowedRequisites`, but then assigns that field last, so the copy never counts.
 fn checks_for(drv: &Derivation, drv_str: &str, output: &str) -> Result<Option<Checks>> {
-    let Some(json) = drv.env.get(b"__json".as_slice()) else {
+    // Nix's output checks name the derivation by its full path.
+    let attrs = ParsedAttrs::parse(drv_str, drv).map_err(Error::attribute)?;
+    if attrs.structured().is_none() {
         let mut checks = Checks {
             ignore_self_refs: true,
             ..Checks::default()
         };
         for (slot, attr) in checks.lists.iter_mut().zip(CHECK_LISTS) {
-            *slot = drv.env.get(attr.as_bytes()).map(|value| {
-                String::from_utf8_lossy(value)
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect()
-            });
+            *slot = attrs.strings(attr).map_err(Error::attribute)?;
         }
         return Ok(Some(checks));
+    }
+    let Some(spec) = attrs.get("outputChecks").and_then(|c| c.get(output)) else {
+        return Ok(None);
     };
     let bad = |attr: &str, why| Error::BadAttribute {
         attr: attr.to_string(),
         drv: drv_str.to_string(),
         why,
-    };
-    let attrs: serde_json::Value =
-        serde_json::from_slice(json).map_err(|_| bad("__json", "is not valid JSON"))?;
-    let Some(spec) = attrs.get("outputChecks").and_then(|c| c.get(output)) else {
-        return Ok(None);
     };
     let mut checks = Checks::default();
     let size = |name: &str| -> Result<Option<u64>> {
@@ -362,16 +317,13 @@ fn checks_for(drv: &Derivation, drv_str: &str, output: &str) -> Result<Option<Ch
     checks.max_size = size("maxSize")?;
     checks.max_closure_size = size("maxClosureSize")?;
     for (slot, attr) in checks.lists.iter_mut().zip(CHECK_LISTS) {
-        let Some(list) = spec.get(attr) else { continue };
-        let items = list
-            .as_array()
-            .ok_or_else(|| bad(attr, "must be a list of strings"))?;
-        let strings = items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string))
-            .collect::<Option<Vec<String>>>()
-            .ok_or_else(|| bad(attr, "must be a list of strings"))?;
-        *slot = Some(strings);
+        if let Some(list) = spec.get(attr) {
+            *slot = Some(
+                attrs
+                    .list_of_strings(attr, list)
+                    .map_err(Error::attribute)?,
+            );
+        }
     }
     Ok(Some(checks))
 }

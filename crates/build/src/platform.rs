@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use kiln_derivation::Derivation;
+use kiln_derivation::{Derivation, ParsedAttrs};
 
 use crate::error::{Error, Result};
 
@@ -117,34 +117,15 @@ impl Requirements {
 /// `requiredSystemFeatures`: words of the environment variable, or with structured
 /// attributes a list of strings in `__json`.
 fn required_system_features(drv: &Derivation, drv_path: &str) -> Result<BTreeSet<String>> {
-    const ATTR: &str = "requiredSystemFeatures";
-    let not_strings = || Error::BadAttribute {
-        attr: ATTR.to_string(),
-        drv: drv_path.to_string(),
-        why: "must be a list of strings",
-    };
-    if let Some(json) = drv.env.get(b"__json".as_slice()) {
-        let attrs: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| Error::StructuredAttrs(format!("__json is not valid JSON: {e}")))?;
-        return match attrs.get(ATTR) {
-            None => Ok(BTreeSet::new()),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|i| i.as_str().map(str::to_string).ok_or_else(not_strings))
-                .collect(),
-            Some(_) => Err(not_strings()),
-        };
-    }
-    Ok(drv
-        .env
-        .get(ATTR.as_bytes())
-        .map(|v| {
-            v.split(|b| b.is_ascii_whitespace())
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect()
-        })
-        .unwrap_or_default())
+    // Nix's ParsedDerivation names the derivation by its base name here.
+    let base = drv_path.rsplit_once('/').map_or(drv_path, |(_, b)| b);
+    let attrs = ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
+    Ok(attrs
+        .strings("requiredSystemFeatures")
+        .map_err(Error::attribute)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
 }
 
 fn join(set: &BTreeSet<String>) -> String {

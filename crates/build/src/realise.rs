@@ -153,7 +153,7 @@ pub fn stage_ahead(
     drv_path: &StorePath,
     drv: &Derivation,
 ) -> Result<Option<Staged>> {
-    if exports_references_graph(drv) {
+    if exports_references_graph(drv_path, drv) {
         return Ok(None);
     }
     let inputs = || {
@@ -169,12 +169,11 @@ pub fn stage_ahead(
 
 /// `exportReferencesGraph` (either form) writes the inputs' closures into the
 /// build directory before the build: nothing to stage before they exist.
-fn exports_references_graph(drv: &Derivation) -> bool {
+fn exports_references_graph(drv_path: &StorePath, drv: &Derivation) -> bool {
+    // The plain variable counts even with structured attributes: the build reads it.
     drv.env.contains_key(b"exportReferencesGraph".as_slice())
-        || drv.env.get(b"__json".as_slice()).is_some_and(|json| {
-            serde_json::from_slice::<serde_json::Value>(json)
-                .map_or(true, |attrs| attrs.get("exportReferencesGraph").is_some())
-        })
+        || kiln_derivation::ParsedAttrs::parse(drv_path.base_name(), drv)
+            .map_or(true, |attrs| attrs.has("exportReferencesGraph"))
 }
 
 enum Claim {
@@ -448,8 +447,13 @@ fn start_sandbox(
         .collect();
     let fixed = staged.kind == DerivationType::FixedOutput;
     let export = |paths: &[String]| export_references_json(store, &staged.inputs, drv_str, paths);
+    // Nix's ParsedDerivation names the derivation by its base name here.
+    let base = drv_str
+        .rsplit_once('/')
+        .map_or(drv_str.as_str(), |(_, b)| b);
+    let attrs = kiln_derivation::ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
     let (env, files) = builder_environment(
-        drv,
+        &attrs,
         &EnvContext {
             cores: settings.cores,
             sandbox_build_dir: "/build",
@@ -465,7 +469,7 @@ fn start_sandbox(
         std::fs::write(&path, contents).ctx("writing", &path)?;
         chown(&path, user)?;
     }
-    if !drv.env.contains_key(b"__json".as_slice()) {
+    if attrs.structured().is_none() {
         // Nix leaves these owned by itself (root), unlike the other files.
         for (name, contents) in export_references_graph(store, drv, &staged.inputs, drv_str)? {
             let path = build_dir.join(&name);

@@ -15,21 +15,21 @@ pub enum Error {
     /// A download that failed for good; `reason` as curl would give it where known.
     #[error("{}", self.render(false))]
     Download { url: String, reason: String },
-    /// A system call on `path` failed while doing `what` (Nix's `SysError`).
+    /// A system call on `path` failed while doing `what` (Nix's `SysError`). The
+    /// message ends with the system's text as Nix's does, so the I/O error is part of
+    /// it rather than a separate cause (which would print it twice).
     #[error("{}", self.render(false))]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        errno: std::io::Error,
     },
     #[error("{}", self.render(false))]
     NotExecutable {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        errno: std::io::Error,
     },
-    #[error("{}", self.render(false))]
+    #[error(transparent)]
     Nar(#[from] kiln_nar::Error),
     /// The `derivations` attribute of `builtin:buildenv` does not have Nix's layout.
     #[error("{}", self.render(false))]
@@ -69,7 +69,7 @@ impl Error {
         Error::Io {
             what,
             path: path.into(),
-            source,
+            errno: source,
         }
     }
 
@@ -86,15 +86,17 @@ impl Error {
             Error::NotText(name) => format!("attribute '{}' is not valid UTF-8", hl(name)),
             Error::Unsupported(name) => format!("unsupported builtin builder '{}'", hl(name)),
             Error::Download { url, reason } => format!("unable to download '{url}': {reason}"),
-            Error::Io { what, path, source } => {
-                format!("{what} '{}': {}", hl(&path.display()), strerror(source))
+            Error::Io { what, path, errno } => {
+                format!("{what} '{}': {}", hl(&path.display()), strerror(errno))
             }
-            Error::NotExecutable { path, source } => format!(
+            Error::NotExecutable { path, errno } => format!(
                 "making '{}' executable: {}",
                 hl(&path.display()),
-                strerror(source)
+                strerror(errno)
             ),
-            Error::Nar(e) => e.to_string(),
+            // The log line is all the user sees of a builtin's failure: the NAR error's
+            // causes go in it.
+            Error::Nar(e) => chain(e),
             Error::BadPackageList(why) => {
                 format!("attribute '{}' is malformed: {why}", hl(&"derivations"))
             }
@@ -124,6 +126,18 @@ impl Error {
             }
         }
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The C library's text for the error, without Rust's " (os error N)" suffix, as

@@ -37,12 +37,12 @@ pub fn fetchurl(env: &Env<'_>) -> Result<(), Error> {
     }
 
     if env.get("executable") == Some(b"1") {
-        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).map_err(
-            |source| Error::NotExecutable {
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).map_err(|errno| {
+            Error::NotExecutable {
                 path: out.into(),
-                source,
-            },
-        )?;
+                errno,
+            }
+        })?;
     }
     Ok(())
 }

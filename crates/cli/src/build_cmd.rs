@@ -276,7 +276,7 @@ fn describe_failure(
     failure: &kiln_scheduler::Failure<Goal, kiln_build::Error>,
 ) -> String {
     match failure {
-        kiln_scheduler::Failure::Plan(e) | kiln_scheduler::Failure::Run(e) => format!("{e}"),
+        kiln_scheduler::Failure::Plan(e) | kiln_scheduler::Failure::Run(e) => crate::error_chain(e),
         other => format!("{}: {other}", goal_text(store, key)),
     }
 }

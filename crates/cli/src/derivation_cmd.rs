@@ -3,22 +3,21 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use kiln_derivation::Derivation;
+use kiln_store::LocalStore;
 use kiln_store_path::{StoreDir, StorePath};
 
+use crate::store_arg::StoreLocation;
+
 /// Print the derivations `drvs` (logical store paths such as `/nix/store/…-x.drv`,
-/// or symlinks to them) whose files live under `store_root` (`/` for the machine's
-/// store). With `recursive`, their input-derivation closure is included too.
-pub fn show(
-    store_root: &Path,
-    store_dir: &StoreDir,
-    drvs: &[String],
-    recursive: bool,
-) -> anyhow::Result<()> {
-    let json = render(store_root, store_dir, drvs, recursive)?;
+/// or symlinks to them), read from the store at `location`. With `recursive`, their
+/// input-derivation closure is included too.
+pub fn show(location: &StoreLocation, drvs: &[String], recursive: bool) -> anyhow::Result<()> {
+    let store = crate::store_cmd::open(location)?;
+    let json = render(&store, drvs, recursive)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&json)?;
     stdout.flush()?;
@@ -26,13 +25,9 @@ pub fn show(
 }
 
 /// The bytes `show` prints.
-fn render(
-    store_root: &Path,
-    store_dir: &StoreDir,
-    drvs: &[String],
-    recursive: bool,
-) -> anyhow::Result<Vec<u8>> {
-    let mut loaded: BTreeMap<StorePath, Derivation> = BTreeMap::new();
+fn render(store: &LocalStore, drvs: &[String], recursive: bool) -> anyhow::Result<Vec<u8>> {
+    let store_dir = store.store_dir();
+    let mut loaded: BTreeMap<StorePath, Arc<Derivation>> = BTreeMap::new();
     let mut queue: VecDeque<StorePath> = VecDeque::new();
     for arg in drvs {
         queue.push_back(parse_arg(store_dir, arg)?);
@@ -41,7 +36,10 @@ fn render(
         if loaded.contains_key(&path) {
             continue;
         }
-        let drv = read_drv(store_root, store_dir, &path)?;
+        // As Nix's `show-derivation`, only a valid `.drv` is read.
+        let drv = store
+            .read_derivation(&path)
+            .with_context(|| format!("reading derivation '{}'", store_dir.display(&path)))?;
         if recursive {
             // The closure of a `.drv` through its references: input derivations, and
             // `.drv` files among its sources (from `drvPath` string contexts). Nix also
@@ -54,7 +52,7 @@ fn render(
     }
     Ok(kiln_derivation::json::show_derivations(
         store_dir,
-        loaded.iter(),
+        loaded.iter().map(|(p, d)| (p, &**d)),
     )?)
 }
 
@@ -83,32 +81,10 @@ fn parse_arg(store_dir: &StoreDir, arg: &str) -> anyhow::Result<StorePath> {
     Ok(path)
 }
 
-fn file_of(store_root: &Path, store_dir: &StoreDir, path: &StorePath) -> PathBuf {
-    let logical = store_dir.display(path);
-    store_root.join(logical.trim_start_matches('/'))
-}
-
-fn read_drv(
-    store_root: &Path,
-    store_dir: &StoreDir,
-    path: &StorePath,
-) -> anyhow::Result<Derivation> {
-    let file = file_of(store_root, store_dir, path);
-    let bytes = std::fs::read(&file).with_context(|| {
-        format!(
-            "cannot read derivation '{}' (from {})",
-            store_dir.display(path),
-            file.display()
-        )
-    })?;
-    Derivation::from_drv_file(store_dir, path, &bytes)
-        .with_context(|| format!("error parsing derivation '{}'", store_dir.display(path)))
-}
-
 /// `kiln derivation add`: one derivation as JSON (the inner object of `derivation
 /// show`) on stdin; blank output paths are computed as Nix computes them, given ones
 /// are checked. Prints the `.drv` path.
-pub fn add(location: &crate::store_arg::StoreLocation) -> anyhow::Result<()> {
+pub fn add(location: &StoreLocation) -> anyhow::Result<()> {
     use std::io::Read;
     let mut json = Vec::new();
     std::io::stdin()
@@ -128,6 +104,7 @@ pub fn add(location: &crate::store_arg::StoreLocation) -> anyhow::Result<()> {
     }
     let drv = store.complete_derivation(drv)?;
     let path = store.add_derivation(&drv)?;
-    println!("{}", store.store_dir().display(&path));
+    // Not `println!`, which panics when stdout is a closed pipe.
+    writeln!(std::io::stdout(), "{}", store.store_dir().display(&path))?;
     Ok(())
 }

@@ -205,8 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => nar_cmd::ls(&nar_file, path.as_deref(), recursive),
         Command::Nar(NarCommand::Cat { nar_file, path }) => nar_cmd::cat(&nar_file, &path),
         Command::Derivation(DerivationCommand::Show { drvs, recursive }) => {
-            let store = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
-            derivation_cmd::show(&store.root, &store.store_dir, &drvs, recursive)
+            let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
+            derivation_cmd::show(&location, &drvs, recursive)
         }
         Command::Derivation(DerivationCommand::Add) => {
             let location = store_arg::StoreLocation::resolve(cli.store.as_deref())?;
@@ -315,9 +315,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever reads our output has had enough of it (`| head`): that is their
+        // choice, not a failure, and there is no one left to tell (ripgrep does the
+        // same).
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A library error with its causes, `: `-separated, as `anyhow`'s `{:#}` prints them:
+/// for errors reported without going through `anyhow`.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -3,14 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use kiln_store_path::{StoreDir, DEFAULT_STORE_DIR};
+use kiln_store::Layout;
 
-/// A local store: its logical store directory and the filesystem root its files live
-/// under (`/` for the machine's own store, `DIR` for a chroot-style store whose files
-/// are at `DIR/nix/store`).
+/// A local store, as the store itself lays it out under a filesystem root (`/` for
+/// the machine's own store, `DIR` for a chroot-style store whose files are at
+/// `DIR/nix/store`).
 pub struct StoreLocation {
-    pub root: PathBuf,
-    pub store_dir: StoreDir,
+    pub layout: Layout,
 }
 
 impl StoreLocation {
@@ -30,8 +29,7 @@ impl StoreLocation {
             ),
         };
         Ok(StoreLocation {
-            root,
-            store_dir: StoreDir::new(DEFAULT_STORE_DIR)?,
+            layout: Layout::under_root(&root),
         })
     }
 }

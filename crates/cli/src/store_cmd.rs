@@ -12,8 +12,8 @@ use kiln_store_path::{FileIngestionMethod, StorePath};
 use crate::store_arg::StoreLocation;
 
 pub fn open(location: &StoreLocation) -> anyhow::Result<LocalStore> {
-    LocalStore::open(&location.root)
-        .with_context(|| format!("opening the store at '{}'", location.root.display()))
+    LocalStore::open_layout(location.layout.clone())
+        .with_context(|| format!("opening the store at '{}'", location.layout.root.display()))
 }
 
 /// The name a path gets in the store when none is given: its base name.
@@ -101,7 +101,8 @@ pub fn add_root(location: &StoreLocation, link: &Path, path: &str) -> anyhow::Re
         bail!("path '{}' is not valid", store.store_dir().display(&path));
     }
     let link = store.add_indirect_root(link, &path)?;
-    println!("{}", link.display());
+    // Not `println!`, which panics when stdout is a closed pipe.
+    writeln!(io::stdout(), "{}", link.display())?;
     Ok(())
 }
 
@@ -238,13 +239,12 @@ pub fn log(location: &StoreLocation, arg: &str) -> anyhow::Result<()> {
             .and_then(|i| i.deriver)
             .with_context(|| format!("'{arg}' has no known deriver, so no build log"))?
     };
-    let log =
-        kiln_build::read_log(&store.layout().log_dir, drv.base_name()).with_context(|| {
-            format!(
-                "build log of '{}' is not available",
-                store.store_dir().display(&drv)
-            )
-        })?;
+    let log = kiln_build::read_log(store.layout(), &drv).with_context(|| {
+        format!(
+            "build log of '{}' is not available",
+            store.store_dir().display(&drv)
+        )
+    })?;
     io::stdout().write_all(&log)?;
     Ok(())
 }

@@ -472,3 +472,75 @@ fn a_deep_tree_the_store_accepts_restores_from_its_own_dump() {
     );
     assert!(kiln_bytes(&["nar", "dump", s(&ours)]) == nar);
 }
+
+/// Every cause of an error used to be printed twice: library errors both named their
+/// cause in their message and returned it as their `source`, and `{:#}` prints the
+/// chain. Dumping a missing path is a two-level chain (kiln's context, the NAR
+/// library's error, the system's error); each must appear once.
+#[test]
+fn an_error_chain_prints_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let out = kiln().args(["nar", "dump", s(&missing)]).output().unwrap();
+    assert_clean_failure(&out, &["nope", "No such file"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(s(&missing)).count(),
+        2,
+        "kiln's context and the NAR library's error each name it once: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A reader that stops early (`| head -c 10`) closes the pipe: kiln used to report
+/// "Broken pipe" as an error and exit 1. Like ripgrep, it now stops quietly with 0.
+#[test]
+fn a_closed_stdout_pipe_is_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("big");
+    fs::create_dir(&dir).unwrap();
+    // Far more than a pipe buffer, so kiln is still writing when the reader leaves.
+    for i in 0..8 {
+        fs::write(dir.join(format!("f{i}")), vec![b'x'; 1 << 20]).unwrap();
+    }
+    let nar = tmp.path().join("big.nar");
+    let dumped = kiln().args(["nar", "dump", s(&dir)]).output().unwrap();
+    assert!(dumped.status.success());
+    fs::write(&nar, &dumped.stdout).unwrap();
+    for (args, head) in [
+        (
+            vec!["nar", "dump", s(&dir)],
+            &[13u8, 0, 0, 0, 0, 0, 0, 0, b'n', b'i'][..],
+        ),
+        (vec!["nar", "cat", s(&nar), "/f0"], &[b'x'; 10][..]),
+    ] {
+        let mut child = kiln()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(&first[..], head, "{args:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -43,7 +43,7 @@ pub enum Error {
     IllegalLine { line: String, origin: String },
     #[error("file '{path}' included from '{origin}' not found")]
     MissingInclude { path: PathBuf, origin: String },
-    #[error("reading '{path}': {source}")]
+    #[error("reading '{path}'")]
     Read {
         path: PathBuf,
         #[source]

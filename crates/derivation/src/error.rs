@@ -23,7 +23,7 @@ pub enum Error {
     InvalidUtf8 { offset: usize, field: &'static str },
 
     /// A path in a store-path position is not `STORE/<hash>-<name>` for this store.
-    #[error("invalid store path '{path}' at byte {offset}: {source}")]
+    #[error("invalid store path '{path}' at byte {offset}")]
     BadStorePath {
         offset: usize,
         path: String,
@@ -52,7 +52,7 @@ pub enum Error {
     #[error("derivation '{name}': {reason}")]
     DerivationType { name: String, reason: &'static str },
 
-    #[error("invalid derivation name '{name}': {source}")]
+    #[error("invalid derivation name '{name}'")]
     BadName {
         name: String,
         #[source]
@@ -61,7 +61,7 @@ pub enum Error {
 
     /// An output path could not be computed (typically an output name that makes an
     /// invalid store path name).
-    #[error("cannot compute the path of output '{output}' of derivation '{name}': {source}")]
+    #[error("cannot compute the path of output '{output}' of derivation '{name}'")]
     OutputPath {
         name: String,
         output: String,
@@ -106,14 +106,40 @@ pub enum Error {
     Cycle { drv_path: String },
 
     /// A failure while obtaining or processing an input derivation.
-    #[error("in input derivation '{drv_path}': {source}")]
+    #[error("in input derivation '{drv_path}'")]
     Input {
         drv_path: String,
         #[source]
         source: Box<Error>,
     },
 
-    #[error("cannot read '{path}': {source}")]
+    /// `__json` is not JSON (Nix's wording).
+    #[error("cannot process __json attribute of '{drv}'")]
+    StructuredAttrs {
+        drv: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An attribute the builder side reads has the wrong type (Nix's wording);
+    /// `expected` is "a string", "a Boolean" or "a list of strings".
+    #[error("attribute '{attr}' of derivation '{drv}' must be {expected}")]
+    BadAttribute {
+        attr: String,
+        drv: String,
+        expected: &'static str,
+    },
+
+    /// The caller's resolver could not provide an input derivation; its own error
+    /// (a store's, typically) is kept whole as the cause.
+    #[error("cannot look up input derivation '{path}'")]
+    Lookup {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    #[error("cannot read '{path}'")]
     Io {
         path: String,
         #[source]
@@ -130,6 +156,20 @@ pub enum Error {
 
     #[error("invalid derivation output id '{input}': {reason}")]
     DrvOutputId { input: String, reason: String },
+}
+
+impl Error {
+    /// An input derivation `path` that the resolver could not provide, because of
+    /// `source`.
+    pub fn lookup(
+        path: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        Error::Lookup {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
 }
 
 fn describe_found(found: Option<u8>) -> String {

@@ -198,7 +198,7 @@ fn compute_inputs(
 fn wrap_input(store_dir: &StoreDir, path: &StorePath, e: Error) -> Error {
     match e {
         // Keep the innermost path only: the chain of wrappers would just repeat it.
-        e @ Error::Input { .. } => e,
+        e @ (Error::Input { .. } | Error::Lookup { .. }) => e,
         e => Error::Input {
             drv_path: store_dir.display(path),
             source: Box::new(e),

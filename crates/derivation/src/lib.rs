@@ -11,6 +11,8 @@
 //! * [`json`]: the `nix show-derivation` (2.8) JSON printer and a reader for one
 //!   derivation object.
 //! * [`derived_path`]: `drv^out`, `drv^out,dev`, `drv^*`, `drv^out^out`.
+//! * [`attrs`]: the attributes a build reads (structured `__json` or environment
+//!   words), typed as Nix's `ParsedDerivation` types them.
 //!
 //! Invariants:
 //! * Strings that come from the Nix language (platform, builder, args, env) are byte
@@ -28,6 +30,7 @@
 //! `libstore/derived-path.cc` (`drv^out^out`).
 
 pub mod aterm;
+pub mod attrs;
 pub mod derived_path;
 mod error;
 pub mod hash_modulo;
@@ -35,6 +38,7 @@ pub mod json;
 pub mod model;
 pub mod output_paths;
 
+pub use attrs::ParsedAttrs;
 pub use bstr::BString;
 pub use derived_path::{DerivedPath, OutputsSpec, SingleDerivedPath};
 pub use error::{Error, Result};

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context} '{path}': {source}")]
+    #[error("{context} '{path}'")]
     Io {
         context: &'static str,
         path: PathBuf,

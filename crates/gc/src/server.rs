@@ -4,7 +4,6 @@
 //! that gets its answer knows the path is either still there or entirely gone.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -140,26 +139,19 @@ fn accept_loop(listener: UnixListener, layout: Layout, shared: Arc<Shared>, stop
 }
 
 fn serve_client(conn: UnixStream, layout: &Layout, shared: &Shared) {
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
-    };
-    let reader = BufReader::new(conn);
-    for line in reader.split(b'\n') {
-        let Ok(line) = line else { return };
-        if let Some(hash) = hash_part_of(layout, &line) {
-            let mut state = shared.lock();
-            state.temp_roots.insert(hash.clone());
-            state.fresh.push(hash.clone());
-            while state.pending.contains(&hash) {
-                state = shared
-                    .deleted
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-        }
+    kiln_store::gc_socket::serve_client(conn, |line| {
         // Unparseable lines are acknowledged too, as Nix does.
-        if writer.write_all(b"1").is_err() {
+        let Some(hash) = hash_part_of(layout, line) else {
             return;
+        };
+        let mut state = shared.lock();
+        state.temp_roots.insert(hash.clone());
+        state.fresh.push(hash.clone());
+        while state.pending.contains(&hash) {
+            state = shared
+                .deleted
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
         }
-    }
+    });
 }

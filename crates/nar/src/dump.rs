@@ -332,7 +332,13 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let result = dump_path(&path, &mut FailAfter(3 * CHUNK));
-            let _ = tx.send(result.map_err(|e| e.to_string()));
+            // The sink's own error is the cause, not part of the message.
+            let _ = tx.send(result.map_err(|e| {
+                format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+                )
+            }));
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(result) => assert!(result.unwrap_err().contains("full")),

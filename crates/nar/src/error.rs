@@ -120,7 +120,7 @@ pub enum Error {
         limit: usize,
     },
 
-    #[error("error reading input at byte {offset}: {source}")]
+    #[error("error reading input at byte {offset}")]
     Read {
         offset: u64,
         #[source]
@@ -135,7 +135,7 @@ pub enum Error {
     BadExport { offset: u64, problem: String },
 
     // ---- producing NARs ----
-    #[error("error writing output: {0}")]
+    #[error("error writing output")]
     Write(#[source] io::Error),
 
     #[error("NAR writer misuse: cannot {action} {state}")]
@@ -158,7 +158,7 @@ pub enum Error {
     FileChanged { path: PathBuf },
 
     // ---- the filesystem ----
-    #[error("cannot {op} '{}': {source}", path.display())]
+    #[error("cannot {op} '{}'", path.display())]
     Fs {
         op: &'static str,
         path: PathBuf,

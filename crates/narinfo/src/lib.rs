@@ -76,7 +76,7 @@ pub enum Error {
     NotUtf8 { line: usize, key: String },
 
     /// A `FileHash`/`NarHash` value without a type prefix or with a bad body.
-    #[error("narinfo line {line}: bad hash in '{key}': {source}")]
+    #[error("narinfo line {line}: bad hash in '{key}'")]
     BadHash {
         line: usize,
         key: String,
@@ -85,7 +85,7 @@ pub enum Error {
     },
 
     /// A `StorePath`, `References` or `Deriver` value that is not a valid store path.
-    #[error("narinfo line {line}: bad store path in '{key}': {source}")]
+    #[error("narinfo line {line}: bad store path in '{key}'")]
     BadStorePath {
         line: usize,
         key: String,
@@ -94,7 +94,7 @@ pub enum Error {
     },
 
     /// A `CA` value that is not a content address.
-    #[error("narinfo line {line}: bad content address in '{key}': {source}")]
+    #[error("narinfo line {line}: bad content address in '{key}'")]
     BadContentAddress {
         line: usize,
         key: String,
@@ -173,7 +173,7 @@ pub enum Error {
 
     /// A `ca` claim from which no store path can be computed (e.g. a flat or non-sha256
     /// fixed-output address with references).
-    #[error("content address of '{path}' cannot produce a store path: {source}")]
+    #[error("content address of '{path}' cannot produce a store path")]
     ContentAddressPath {
         path: String,
         #[source]

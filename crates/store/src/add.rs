@@ -16,7 +16,9 @@ use kiln_hash::{Algorithm, Hash, Hasher};
 use kiln_nar::NarWriter;
 use kiln_store_path::{ContentAddress, FileIngestionMethod, StorePath};
 
-use crate::canonical::{canonicalise_tree, remove_tree, TreeCopier};
+use crate::canonical::{
+    canonical_mode, canonicalise_tree, remove_tree, TreeCopier, CANONICAL_MTIME_SECS,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::PathLock;
 use crate::{LocalStore, PathInfo};
@@ -157,17 +159,18 @@ impl LocalStore {
         self.add_text(&name, &text, &drv.references())
     }
 
-    /// Read a valid `.drv` from the store (temp-rooting it first).
-    pub fn read_derivation(&self, drv_path: &StorePath) -> Result<Derivation> {
+    /// Read a valid `.drv` from the store (temp-rooting it first). Parsed once per
+    /// process: this is the one cache of `.drv`s, which builds and their planning share.
+    pub fn read_derivation(&self, drv_path: &StorePath) -> Result<Arc<Derivation>> {
         self.add_temp_root(drv_path)?;
         if let Some(drv) = self.cached_derivation(drv_path) {
-            return Ok((*drv).clone());
+            return Ok(drv);
         }
         if !self.is_valid(drv_path)? {
             return Err(Error::InvalidPath(self.layout().display(drv_path)));
         }
-        let drv = read_derivation(self, drv_path)?;
-        self.cache_derivation(drv_path, Arc::new(drv.clone()));
+        let drv = Arc::new(read_derivation(self, drv_path)?);
+        self.cache_derivation(drv_path, Arc::clone(&drv));
         Ok(drv)
     }
 
@@ -179,10 +182,8 @@ impl LocalStore {
         let mut cache = self.drv_hash_cache();
         let mut resolve = |p: &StorePath| {
             self.read_derivation(p)
-                .map_err(|e| kiln_derivation::Error::Io {
-                    path: self.layout().display(p),
-                    source: std::io::Error::other(e.to_string()),
-                })
+                .map(|d| (*d).clone())
+                .map_err(|e| kiln_derivation::Error::lookup(self.layout().display(p), e))
         };
         kiln_derivation::fill_in_output_paths(self.store_dir(), drv, &mut cache, &mut resolve)
             .map_err(|source| Error::derivation(name, source))
@@ -301,10 +302,8 @@ pub(crate) fn derivation_outputs_to_record(
     let checked = {
         let mut cache = store.drv_hash_cache();
         let mut resolve = |p: &StorePath| {
-            read_derivation(store, p).map_err(|e| kiln_derivation::Error::Io {
-                path: store.layout().display(p),
-                source: std::io::Error::other(e.to_string()),
-            })
+            read_derivation(store, p)
+                .map_err(|e| kiln_derivation::Error::lookup(store.layout().display(p), e))
         };
         kiln_derivation::fill_in_output_paths(
             store.store_dir(),
@@ -364,11 +363,11 @@ fn write_canonical_file(target: &Path, contents: &[u8]) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o444)
+        .mode(canonical_mode(false, 0))
         .open(target)
         .ctx("creating", target)?;
     f.write_all(contents).ctx("writing", target)?;
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(1))
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(CANONICAL_MTIME_SECS as u64))
         .ctx("setting mtime", target)
 }
 

@@ -18,7 +18,44 @@ use rustix::fs::{Timespec, Timestamps, UTIME_OMIT};
 use crate::error::{Error, IoContext, Result};
 
 /// Nix sets every store file's mtime to 1 second after the epoch.
-const CANONICAL_MTIME_SECS: i64 = 1;
+pub const CANONICAL_MTIME_SECS: i64 = 1;
+
+/// The permission bits of a store object's non-symlink entry: read-only for everyone,
+/// executable by everyone if the owner could execute it (directories always).
+pub fn canonical_mode(is_dir: bool, mode: u32) -> u32 {
+    if is_dir || mode & 0o100 != 0 {
+        0o555
+    } else {
+        0o444
+    }
+}
+
+/// Give one entry (whose metadata, not following symlinks, is `meta`) Nix's canonical
+/// metadata: owned by this process's user and group, [`canonical_mode`] unless it is a
+/// symlink, mtime [`CANONICAL_MTIME_SECS`]. Only what differs is changed, so an entry
+/// that is canonical already costs one `utimensat`.
+pub fn canonicalise_entry(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    let kind = meta.file_type();
+    let euid = rustix::process::geteuid();
+    if meta.uid() != euid.as_raw() {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(euid),
+            Some(rustix::process::getegid()),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(std::io::Error::from)
+        .ctx("chown", path)?;
+    }
+    if !kind.is_symlink() {
+        let mode = canonical_mode(kind.is_dir(), meta.mode());
+        if meta.mode() & 0o7777 != mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+        }
+    }
+    set_mtime_nofollow(path)
+}
 
 /// Files up to this size are read whole and written by the writer threads; larger ones
 /// are streamed by the walking thread so memory stays bounded.
@@ -89,7 +126,8 @@ impl<'a, W: Write> TreeCopier<'a, W> {
             return Err(e);
         }
         for dir in self.finished_dirs.drain(..) {
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).ctx("chmod", &dir)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(canonical_mode(true, 0)))
+                .ctx("chmod", &dir)?;
             set_mtime_by_path(&dir)?;
         }
         Ok(())
@@ -235,7 +273,7 @@ fn run_job(job: Job) -> Result<()> {
         }
         Job::Symlink { dst, target } => {
             std::os::unix::fs::symlink(&target, &dst).ctx("creating symlink", &dst)?;
-            set_symlink_mtime(&dst)
+            set_mtime_nofollow(&dst)
         }
     }
 }
@@ -245,7 +283,7 @@ fn create_file(dst: &Path, executable: bool) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(if executable { 0o555 } else { 0o444 })
+        .mode(canonical_mode(false, if executable { 0o100 } else { 0 }))
         .open(dst)
         .ctx("creating", dst)
 }
@@ -268,7 +306,7 @@ fn canonical_times() -> Timestamps {
     }
 }
 
-fn set_symlink_mtime(path: &Path) -> Result<()> {
+fn set_mtime_nofollow(path: &Path) -> Result<()> {
     rustix::fs::utimensat(
         rustix::fs::CWD,
         path,
@@ -290,32 +328,21 @@ fn set_mtime_by_path(path: &Path) -> Result<()> {
     .ctx("setting mtime", path)
 }
 
-/// Bring an existing tree (e.g. a restored NAR or build output) to canonical metadata:
-/// 0444/0555 for non-symlinks (keeping only the owner-x bit's meaning), mtime 1.
+/// Bring an existing tree (e.g. a restored NAR or build output) to canonical metadata
+/// ([`canonicalise_entry`]).
 pub(crate) fn canonicalise_tree(path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).ctx("reading", path)?;
     let kind = meta.file_type();
-    if kind.is_symlink() {
-        return set_symlink_mtime(path);
-    }
     if kind.is_dir() {
         // Entries first, while the directory may still need to be writable for them.
         for entry in fs::read_dir(path).ctx("reading directory", path)? {
             let entry = entry.ctx("reading directory", path)?;
             canonicalise_tree(&entry.path())?;
         }
-    } else if !kind.is_file() {
+    } else if !kind.is_file() && !kind.is_symlink() {
         return Err(Error::UnsupportedFileType(path.to_path_buf()));
     }
-    let mode = if kind.is_dir() || meta.mode() & 0o100 != 0 {
-        0o555
-    } else {
-        0o444
-    };
-    if meta.mode() & 0o7777 != mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
-    }
-    set_mtime_by_path(path)
+    canonicalise_entry(path, &meta)
 }
 
 /// Delete a tree whose directories are read-only (as store objects are).
@@ -335,5 +362,42 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         fs::remove_dir(path).ctx("removing directory", path)
     } else {
         fs::remove_file(path).ctx("removing", path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_entry_gets_nix_modes_and_mtime_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let exec = dir.path().join("exec");
+        let sub = dir.path().join("sub");
+        fs::write(&plain, b"x").unwrap();
+        fs::write(&exec, b"x").unwrap();
+        fs::set_permissions(&plain, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::set_permissions(&exec, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink("plain", dir.path().join("link")).unwrap();
+        for (name, mode) in [
+            ("plain", Some(0o444)),
+            ("exec", Some(0o555)),
+            ("sub", Some(0o555)),
+            ("link", None),
+        ] {
+            let path = dir.path().join(name);
+            canonicalise_entry(&path, &fs::symlink_metadata(&path).unwrap()).unwrap();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if let Some(mode) = mode {
+                assert_eq!(meta.mode() & 0o7777, mode, "{name}");
+            }
+            assert_eq!(meta.mtime(), CANONICAL_MTIME_SECS, "{name}");
+        }
+        // The symlink's target was not touched through it.
+        assert_eq!(fs::symlink_metadata(&plain).unwrap().mode() & 0o7777, 0o444);
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

@@ -6,14 +6,14 @@ use kiln_store_path::StorePath;
 /// Errors from the local store. Variants carry the store path or file that went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context} '{path}': {source}")]
+    #[error("{context} '{path}'")]
     Io {
         context: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("SQLite database '{path}': {source}")]
+    #[error("SQLite database '{path}'")]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -81,7 +81,7 @@ pub enum Error {
     Hash(#[from] kiln_hash::Error),
     #[error(transparent)]
     Nar(#[from] kiln_nar::Error),
-    #[error("derivation '{path}': {source}")]
+    #[error("derivation '{path}'")]
     Derivation {
         path: String,
         #[source]

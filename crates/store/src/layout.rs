@@ -64,16 +64,74 @@ impl Layout {
     }
 
     /// `drvs/<first 2 chars>/<rest>.bz2` under the log dir, where Nix keeps the
-    /// (bzip2-compressed) build log of a derivation.
+    /// (bzip2-compressed) build log of a derivation, and kiln writes it.
     pub fn log_path(&self, drv: &StorePath) -> PathBuf {
+        self.log_paths(drv)[1].0.clone()
+    }
+
+    /// Every file a build log of `drv` may be in, in the order Nix 2.8 looks (older
+    /// versions wrote uncompressed logs, or no two-level directory), each with whether
+    /// it is bzip2-compressed. [`Layout::log_path`] is one of them.
+    pub fn log_paths(&self, drv: &StorePath) -> [(PathBuf, bool); 4] {
         let base = drv.base_name();
-        self.log_dir
-            .join("drvs")
-            .join(&base[..2])
-            .join(format!("{}.bz2", &base[2..]))
+        let (head, rest) = base.split_at(2);
+        let drvs = self.log_dir.join("drvs");
+        [
+            (drvs.join(head).join(rest), false),
+            (drvs.join(head).join(format!("{rest}.bz2")), true),
+            (drvs.join(base), false),
+            (drvs.join(format!("{base}.bz2")), true),
+        ]
     }
 
     pub fn display(&self, path: &StorePath) -> String {
         self.store_dir.display(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_kiln_writes_is_one_nix_reads() {
+        let layout = Layout::under_root(Path::new("/r"));
+        let drv = layout
+            .store_dir
+            .parse("/nix/store/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv")
+            .unwrap();
+        let drvs = "/r/nix/var/log/nix/drvs";
+        assert_eq!(
+            layout.log_path(&drv),
+            PathBuf::from(format!(
+                "{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"
+            ))
+        );
+        let paths: Vec<(String, bool)> = layout
+            .log_paths(&drv)
+            .into_iter()
+            .map(|(p, bz)| (p.display().to_string(), bz))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                (
+                    format!("{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv"),
+                    false
+                ),
+                (
+                    format!("{drvs}/cx/l3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"),
+                    true
+                ),
+                (
+                    format!("{drvs}/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv"),
+                    false
+                ),
+                (
+                    format!("{drvs}/cxl3gdvrylxaanfsn3n3a8lhnh2jfrc5-simple.drv.bz2"),
+                    true
+                ),
+            ]
+        );
     }
 }

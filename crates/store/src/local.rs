@@ -41,7 +41,11 @@ impl LocalStore {
     /// Open (creating if needed) the store whose files live under `root`
     /// (`/` for the machine's `/nix`).
     pub fn open(root: &Path) -> Result<LocalStore> {
-        let layout = Layout::under_root(root);
+        Self::open_layout(Layout::under_root(root))
+    }
+
+    /// Open (creating if needed) the store whose files are where `layout` says.
+    pub fn open_layout(layout: Layout) -> Result<LocalStore> {
         create_directories(&layout)?;
         let db_dir = layout.db_dir();
         let big_lock_path = db_dir.join("big-lock");

@@ -1,20 +1,19 @@
-//! Temporary GC roots, exactly as Nix 2.8 keeps them: `temproots/<pid>` holds
-//! NUL-terminated logical paths, exclusively flocked by its owner for the owner's whole
-//! life. Adding a root takes `gc.lock` shared for the instant of the append; if a
-//! collector holds it, the root is first sent over `gc-socket/socket` so the running
+//! Registering temporary GC roots, as Nix 2.8's clients do: each root goes into this
+//! process's `temproots/<pid>` file (format: [`crate::temp_roots_file`]). Adding a
+//! root takes `gc.lock` shared for the instant of the append; if a collector holds it,
+//! the root is also sent over the GC socket ([`crate::gc_socket`]) so the running
 //! collector learns of it (and waits until it is not deleting that very path).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::error::{IoContext, Result};
+use crate::gc_socket::GcClient;
 use crate::lock::open_lock_file;
+use crate::temp_roots_file::OwnTempRootsFile;
 
 /// One temp-roots file per process and state directory: two handles on the same store
 /// in one process must share it, or the second would unlink the first's file.
@@ -25,9 +24,9 @@ pub(crate) struct TempRoots {
 
 #[derive(Default)]
 struct Inner {
-    file: Option<(File, PathBuf)>,
+    file: Option<OwnTempRootsFile>,
     gc_lock: Option<File>,
-    gc_socket: Option<UnixStream>,
+    gc_socket: Option<GcClient>,
     /// Paths already in the file: a root stays for the process's lifetime (the file is
     /// only ever appended to, and every later collector reads it), so adding one again
     /// would only cost a lock and a write (a build asks for its outputs several times).
@@ -138,88 +137,48 @@ impl TempRoots {
     /// Send the root to the running collector; `false` if it was not reachable and the
     /// caller should retry from the lock.
     fn tell_collector(&self, inner: &mut Inner, logical_path: &str) -> Result<bool> {
-        let socket_path = self.state_dir.join("gc-socket/socket");
         if inner.gc_socket.is_none() {
-            match UnixStream::connect(&socket_path) {
-                Ok(s) => inner.gc_socket = Some(s),
+            let socket_path = self.state_dir.join("gc-socket/socket");
+            match GcClient::connect(&socket_path)? {
+                Some(client) => inner.gc_socket = Some(client),
                 // The collector takes the lock slightly before it binds the socket, and
                 // a finished one leaves a dead socket behind: wait and retry.
-                Err(e)
-                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) =>
-                {
+                None => {
                     std::thread::sleep(Duration::from_millis(100));
                     return Ok(false);
                 }
-                Err(e) => return Err(e).ctx("connecting to the GC socket", &socket_path),
             }
         }
-        let socket = inner.gc_socket.as_mut().expect("connected above");
-        let mut ack = [0u8; 1];
-        let exchange = socket
-            .write_all(format!("{logical_path}\n").as_bytes())
-            .and_then(|()| socket.read_exact(&mut ack));
-        match exchange {
-            Ok(()) if ack[0] == b'1' => Ok(true),
-            // EOF, EPIPE or a bad answer: the collector exited; start over.
-            _ => {
-                inner.gc_socket = None;
-                Ok(false)
-            }
+        let client = inner.gc_socket.as_mut().expect("connected above");
+        if client.register(logical_path) {
+            return Ok(true);
         }
+        // The collector exited; start over.
+        inner.gc_socket = None;
+        Ok(false)
     }
 
     fn ensure_file(&self, inner: &mut Inner) -> Result<()> {
-        if inner.file.is_some() {
-            return Ok(());
+        if inner.file.is_none() {
+            inner.file = Some(OwnTempRootsFile::create(&self.state_dir.join("temproots"))?);
         }
-        let dir = self.state_dir.join("temproots");
-        let path = dir.join(std::process::id().to_string());
-        loop {
-            // A file with our pid can only be a dead process's: pids are unique while
-            // alive.
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx("removing stale temp roots file", &path),
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
-                .ctx("creating temp roots file", &path)?;
-            file.lock().ctx("locking temp roots file", &path)?;
-            // A collector may have judged the file stale and deleted it between our
-            // open and lock; then it is no longer empty (it wrote the token) or gone.
-            if file.metadata().ctx("stat", &path)?.len() == 0 {
-                inner.file = Some((file, path));
-                return Ok(());
-            }
-        }
+        Ok(())
     }
 }
 
 fn append(inner: &mut Inner, logical_path: &str) -> Result<()> {
-    let (file, path) = inner.file.as_mut().expect("created before appending");
-    let mut record = Vec::with_capacity(logical_path.len() + 1);
-    record.extend_from_slice(logical_path.as_bytes());
-    record.push(0);
-    // O_APPEND is not needed: only this process writes the file, under our mutex.
-    use std::io::Seek;
-    file.seek(std::io::SeekFrom::End(0))
-        .and_then(|_| file.write_all(&record))
-        .ctx("writing temp root", path.clone())
+    inner
+        .file
+        .as_mut()
+        .expect("created before appending")
+        .append(logical_path)
 }
 
 impl Drop for TempRoots {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some((_file, path)) = inner.file.take() {
-            // Unlink while still holding the lock, as Nix does on orderly exit.
-            let _ = std::fs::remove_file(path);
-        }
+        // Its own drop unlinks the file while still holding the lock.
+        drop(inner.file.take());
         if let Ok(mut map) = registry().lock() {
             if map
                 .get(&self.state_dir)

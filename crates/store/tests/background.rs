@@ -209,14 +209,14 @@ fn temp_rooted_paths_and_derivations_are_remembered_until_this_store_invalidates
     // Temp-rooted (as `read_derivation` does): remembered.
     store.add_temp_root(&plain_path).unwrap();
     assert!(store.is_valid(&plain_path).unwrap());
-    assert_eq!(store.read_derivation(&drv_path).unwrap(), drv);
+    assert_eq!(*store.read_derivation(&drv_path).unwrap(), drv);
     other
         .invalidate_paths(&[plain_path.clone(), drv_path.clone()])
         .unwrap();
     assert!(!other.is_valid(&plain_path).unwrap());
     assert!(store.is_valid(&plain_path).unwrap());
     assert!(store.is_valid(&drv_path).unwrap());
-    assert_eq!(store.read_derivation(&drv_path).unwrap(), drv);
+    assert_eq!(*store.read_derivation(&drv_path).unwrap(), drv);
 
     // Our own invalidation forgets them.
     store

@@ -241,3 +241,41 @@ fn adding_the_same_contents_twice_is_idempotent_and_canonical() {
     kiln_nar::dump_path(&real, &mut h).unwrap();
     assert_eq!(h.finish(), first.nar_hash);
 }
+
+/// Completing a derivation whose input `.drv` is not in the store used to report the
+/// store's error as a string inside a made-up I/O error, so callers could not tell
+/// "not valid" from a real read failure. The store's own error is now in the chain.
+#[test]
+fn a_missing_input_derivation_keeps_the_store_error_in_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let text = "Derive([(\"out\",\"\",\"\",\"\")],[(\"/nix/store/00000000000000000000000000000000-input.drv\",[\"out\"])],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"builder\",\"/bin/sh\"),(\"name\",\"uses-input\"),(\"out\",\"\"),(\"system\",\"x86_64-linux\")])";
+    let drv =
+        kiln_derivation::Derivation::from_aterm(store.store_dir(), text.as_bytes(), "uses-input")
+            .unwrap();
+    let err = store.complete_derivation(drv).unwrap_err();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut store_error_below = None;
+    let mut depth = 0;
+    while let Some(c) = cause {
+        if depth > 0 {
+            if let Some(e) = c.downcast_ref::<Error>() {
+                store_error_below = Some(e);
+            }
+            assert!(
+                c.downcast_ref::<std::io::Error>().is_none(),
+                "no I/O error stands in for the store's: {c}"
+            );
+        }
+        depth += 1;
+        cause = c.source();
+    }
+    match store_error_below {
+        Some(Error::InvalidPath(p)) => {
+            assert_eq!(p, "/nix/store/00000000000000000000000000000000-input.drv")
+        }
+        other => {
+            panic!("expected the store's InvalidPath below the derivation error, got {other:?}")
+        }
+    }
+}
