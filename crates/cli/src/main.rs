@@ -326,12 +326,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// A broken pipe in the chain, and stdout is a pipe nobody reads any more: the error
+/// came from writing our output. An `EPIPE` from anything else (a socket, a helper
+/// process) while stdout is fine is a real failure and is reported.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
+    let broken = err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    });
+    broken && stdout_reader_gone()
+}
+
+fn stdout_reader_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    // A pipe without readers polls as an error; anything else (a terminal, a file, a
+    // pipe still read) does not.
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok_and(|_| fds[0].revents().contains(PollFlags::ERR))
 }
 
 /// A library error with its causes, `: `-separated, as `anyhow`'s `{:#}` prints them:
