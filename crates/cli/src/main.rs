@@ -354,12 +354,8 @@ fn stdout_reader_gone() -> bool {
 /// A library error with its causes, `: `-separated, as `anyhow`'s `{:#}` prints them:
 /// for errors reported without going through `anyhow`.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+    std::iter::successors(Some(err), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
