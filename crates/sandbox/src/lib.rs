@@ -54,42 +54,32 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod builtin;
+// The three rooms, one per process, and what they share.
+mod caller;
 mod child;
-mod cleanup;
-mod error;
-mod fresh_dir;
-#[allow(unsafe_code)] // the one `clone` call; see helper.rs
+#[allow(unsafe_code)] // `SingleThreaded::clone_process`, the helper's one way to clone
 mod helper;
-mod idmap;
-mod kill_user;
-mod mounts;
-mod net;
-mod netpool;
-mod plan;
-mod prepare;
-mod pty;
-mod pump;
-mod run;
-mod seccomp;
-mod skeleton;
-mod spec;
-mod status;
+mod protocol;
+
+mod error;
+mod host;
 #[allow(unsafe_code)]
 mod sys;
-mod zygote;
 
-pub use builtin::{set_builtin_runner, BuiltinRunner};
-pub use cleanup::cleanup;
-pub use error::Error;
-pub use fresh_dir::looks_new;
-pub use helper::{helper_main, HELPER_ARG};
-pub use kill_user::kill_user_processes;
-pub use prepare::{prepare, user_namespaces_enabled, Prepared};
-pub use run::{kill_running_builders, launch, run, Launched, Lingering, Outcome};
-pub use skeleton::{discard_recycled, recycle, Skeleton};
-pub use spec::{
+pub use caller::cancel::KillHandle;
+pub use caller::cleanup::cleanup;
+pub use caller::fresh_dir::looks_new;
+pub use caller::helpers::start_helper;
+pub use caller::kill_user::kill_user_processes;
+pub use caller::launch::{kill_running_builders, launch, run, Launched, Lingering, Outcome};
+pub use caller::prepare::{prepare, Prepared};
+pub use caller::skeleton::{discard_recycled, recycle, Skeleton};
+pub use caller::spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
     SANDBOX_UID,
 };
-pub use zygote::start_helper;
+pub use child::builtin::{set_builtin_runner, BuiltinRunner};
+pub use error::Error;
+pub use helper::helper_main;
+pub use host::user_namespaces_enabled;
+pub use protocol::HELPER_ARG;

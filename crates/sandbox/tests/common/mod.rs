@@ -291,3 +291,12 @@ pub fn section<'a>(dump: &'a str, name: &str) -> Vec<&'a str> {
         .take_while(|l| !l.starts_with("== "))
         .collect()
 }
+
+/// Fails the test unless it runs as root: without root these tests would check
+/// nothing (a pass would say nothing about the sandbox).
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: run scripts/test.sh as root"
+    );
+}

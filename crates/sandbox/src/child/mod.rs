@@ -10,6 +10,12 @@
 //! the maps while the child mounts, and the child waits only before `setuid`.
 //! The builder cannot observe the difference.
 
+
+pub(crate) mod builtin;
+mod mounts;
+pub(crate) mod net;
+pub(crate) mod seccomp;
+
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -19,9 +25,9 @@ use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
 
 use crate::error::errno_text;
-use crate::plan::{flags, Plan};
-use crate::status::{self, STATUS_FD};
-use crate::{mounts, net, seccomp, sys};
+use crate::protocol::plan::{flags, Plan};
+use crate::protocol::status::{self, STATUS_FD};
+use crate::sys;
 
 const PER_LINUX32: libc::c_ulong = 0x0008;
 const UNAME26: libc::c_ulong = 0x0020000;
@@ -59,7 +65,7 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
         // The helper sees the spare gone when it forwards a request, and clones anew.
         sys::exit_now(1);
     }
-    let request = match crate::helper::receive(ctl.as_fd()) {
+    let request = match crate::protocol::request::receive(ctl.as_fd()) {
         Ok(Some(request)) => request,
         _ => sys::exit_now(0),
     };
@@ -142,7 +148,7 @@ fn place_fds(pty: RawFd, status: RawFd) -> Result<(), String> {
 
 /// The store inputs' binds from the go pipe; `None` if the caller abandoned
 /// the build (EOF before any byte).
-fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::plan::Bind>>, String> {
+fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::protocol::plan::Bind>>, String> {
     let mut header = [0u8; 4];
     if !read_full(go, &mut header)? {
         return Ok(None);
@@ -151,7 +157,7 @@ fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::plan::Bind>>, 
     if !read_full(go, &mut payload)? {
         return Err("the sandbox inputs were cut short".into());
     }
-    crate::plan::decode_binds(&payload).map(Some)
+    crate::protocol::plan::decode_binds(&payload).map(Some)
 }
 
 /// Fills `buf`; false at EOF before the first byte.
@@ -201,7 +207,7 @@ fn receive_trees(go: BorrowedFd<'_>, count: usize) -> Result<Vec<OwnedFd>, Strin
     while trees.len() < count {
         let mut byte = [0u8];
         let mut space =
-            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(crate::run::TREES_PER_MESSAGE))];
+            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(crate::protocol::TREES_PER_MESSAGE))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let received = match rustix::net::recvmsg(
             go,
@@ -342,7 +348,7 @@ fn setup(
 
     sys::reset_signals();
     status::send(STATUS_FD, status::TAG_READY, &[]);
-    if let Some((runner, name)) = crate::builtin::for_builder(plan.builder.to_bytes()) {
+    if let Some((runner, name)) = builtin::for_builder(plan.builder.to_bytes()) {
         run_builtin(runner, name, plan)
     }
     let err = sys::execve(&plan.builder, &plan.argv, &plan.envp);
@@ -355,11 +361,11 @@ fn setup(
 
 /// Runs a builtin builder in this process, which from here on is the builder: its
 /// output goes to the log and its exit status is the build's.
-fn run_builtin(runner: crate::builtin::BuiltinRunner, name: &[u8], plan: &Plan) -> ! {
+fn run_builtin(runner: builtin::BuiltinRunner, name: &[u8], plan: &Plan) -> ! {
     // There is no `execve` to close the status pipe, and the caller reads it to EOF
     // before it pumps the log.
     let _ = sys::close_from(STATUS_FD);
-    let env = crate::builtin::split_env(plan.envp.iter().map(|e| e.to_bytes()));
+    let env = builtin::split_env(plan.envp.iter().map(|e| e.to_bytes()));
     let result = std::panic::catch_unwind(|| runner(name, &env));
     let message = match result {
         Ok(Ok(())) => sys::exit_now(0),

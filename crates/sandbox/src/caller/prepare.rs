@@ -15,17 +15,17 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cleanup::cleanup;
+use super::cleanup::cleanup;
 use crate::error::Error;
-use crate::helper::HelperKind;
-use crate::plan::{flags, Bind, Plan};
-use crate::skeleton::{self, Skeleton};
-use crate::spec::{
+use crate::host::host_facts;
+use crate::protocol::plan::{flags, Bind, Plan};
+use crate::protocol::HelperKind;
+use super::skeleton::{self, Skeleton};
+use super::spec::{
     nix_group, nix_passwd, InputPath, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID,
 };
 
@@ -225,35 +225,6 @@ fn place_input(
         is_dir,
         bound_early: bind_early && is_dir && !input.provisional,
     })
-}
-
-/// Facts about the host that Nix checks on every build but that do not change
-/// while we run; looked up once per process.
-struct HostFacts {
-    user_namespaces: bool,
-    dev_shm: bool,
-    dev_pts_ptmx: bool,
-    dev_kvm: bool,
-    detached_mounts: bool,
-}
-
-fn host_facts() -> &'static HostFacts {
-    static FACTS: OnceLock<HostFacts> = OnceLock::new();
-    FACTS.get_or_init(|| HostFacts {
-        // Nix: user namespaces are tried unless this file says 0.
-        user_namespaces: fs::read_to_string("/proc/sys/user/max_user_namespaces")
-            .map(|s| s.trim() != "0")
-            .unwrap_or(false),
-        dev_shm: Path::new("/dev/shm").exists(),
-        dev_pts_ptmx: Path::new("/dev/pts/ptmx").exists(),
-        dev_kvm: Path::new("/dev/kvm").exists(),
-        detached_mounts: crate::sys::detached_mounts_supported(),
-    })
-}
-
-/// Whether sandboxes will try a user namespace (`/proc/sys/user/max_user_namespaces` ≠ 0).
-pub fn user_namespaces_enabled() -> bool {
-    host_facts().user_namespaces
 }
 
 /// One entry of Nix's `dirsInChroot` map (inside path → host source).

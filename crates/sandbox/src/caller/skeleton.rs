@@ -23,9 +23,9 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::cleanup::cleanup;
+use super::cleanup::cleanup;
 use crate::error::Error;
-use crate::fresh_dir::looks_new;
+use super::fresh_dir::looks_new;
 
 /// Identifies the skeleton a chroot was made with; see [`crate::Prepared`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -5,8 +5,7 @@
 //! `sendmsg`; the helper serves requests in order, each in about the time of
 //! one `clone`, and the sandboxes then set themselves up in parallel.
 
-use std::io::{IoSlice, Read};
-use std::mem::MaybeUninit;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -16,10 +15,11 @@ use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
 
 use crate::error::Error;
-use crate::helper::{HelperKind, FILTERED_ARG, HELPER_ARG, READY_LINE};
+use crate::protocol::request::{frame, send};
+use crate::protocol::{HelperKind, FILTERED_ARG, HELPER_ARG, READY_LINE};
 
 struct Zygote {
     exe: PathBuf,
@@ -106,16 +106,6 @@ fn find_or_spawn(zygotes: &mut Vec<Zygote>, exe: &Path, kind: HelperKind) -> Res
     Ok(zygotes.len() - 1)
 }
 
-/// A request as it travels to the helper (and from the helper to a spare child):
-/// `u32 LE length | plan`.
-pub(crate) fn frame(plan: &[u8]) -> Result<Vec<u8>, Error> {
-    let len = u32::try_from(plan.len())
-        .map_err(|_| Error::InvalidSpec("sandbox plan larger than 4 GiB".into()))?;
-    let mut frame = Vec::with_capacity(4 + plan.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(plan);
-    Ok(frame)
-}
 
 /// The proxy variables curl (Nix's downloader) reads, in both cases.
 const PROXY_VARIABLES: [&str; 8] = [
@@ -209,33 +199,3 @@ fn read_ready_line(mut sock: &UnixStream) -> Result<Vec<u8>, String> {
     Ok(line)
 }
 
-pub(crate) fn send(
-    sock: BorrowedFd<'_>,
-    frame: &[u8],
-    fds: [BorrowedFd<'_>; 3],
-) -> Result<(), Errno> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let pushed = control.push(SendAncillaryMessage::ScmRights(&fds));
-    debug_assert!(pushed, "cmsg space is sized for three descriptors");
-    // The descriptors travel with the first chunk; the rest is plain data.
-    let mut sent = loop {
-        match rustix::net::sendmsg(
-            sock,
-            &[IoSlice::new(frame)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
-            Err(Errno::INTR) => continue,
-            other => break other?,
-        }
-    };
-    while sent < frame.len() {
-        match rustix::net::send(sock, &frame[sent..], SendFlags::NOSIGNAL) {
-            Ok(n) => sent += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
