@@ -401,10 +401,8 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
 
 #[test]
 fn builder_cannot_write_outside_build_tmp_and_store() {
-    if !rustix::process::geteuid().is_root() {
-        // The chroot then belongs to the sandbox user (see builder_sees_nix_file_system).
-        return;
-    }
+    // Without root the chroot belongs to the sandbox user (see builder_sees_nix_file_system).
+    common::require_root();
     let f = Fixture::new();
     let spec = f.spec(&format!(
         "for p in /x /etc/x /nix/x /nix/store/{BUSYBOX_NAME}/x /nix/store/{BUSYBOX_NAME}/bin/sh /dev/x /proc/x; do \
@@ -597,9 +595,7 @@ fn cleanup_copes_with_read_only_leftovers() {
 /// looking at its contents, so what is mounted there survives.
 #[test]
 fn cleanup_detaches_leftover_mounts_without_entering_them() {
-    if !rustix::process::geteuid().is_root() {
-        return; // mounting needs root here
-    }
+    common::require_root(); // mounting needs root here
     let f = Fixture::new();
     let victim = f.dir.path().join("precious");
     std::fs::create_dir(&victim).unwrap();
