@@ -66,14 +66,14 @@ mod host;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use caller::cancel::KillHandle;
+pub use caller::cancel::{CancelAll, KillHandle};
 pub use caller::cleanup::cleanup;
 pub use caller::fresh_dir::looks_new;
-pub use caller::helpers::start_helper;
 pub use caller::kill_user::kill_user_processes;
-pub use caller::launch::{kill_running_builders, launch, run, Launched, Lingering, Outcome};
+pub use caller::launch::{Launched, Lingering, Outcome};
 pub use caller::prepare::{prepare, Prepared};
-pub use caller::skeleton::{discard_recycled, recycle, Skeleton};
+pub use caller::sandboxes::Sandboxes;
+pub use caller::skeleton::Skeleton;
 pub use caller::spec::{
     nix_group, nix_passwd, InputPath, Network, Personality, SandboxPath, SandboxSpec, SANDBOX_GID,
     SANDBOX_UID,

@@ -61,9 +61,8 @@ fn cancelling_one_builder_kills_its_sandbox_and_spares_its_sibling() {
     let specs = [&victim, &sibling]
         .map(|m| f.spec(&format!("sleep {m} & echo started; sleep {m}")));
     let prepared = specs.each_ref().map(|s| kiln_sandbox::prepare(s).unwrap());
-    let launched = prepared
-        .each_ref()
-        .map(|p| kiln_sandbox::launch(p, &common::helper()).unwrap());
+    let sandboxes = kiln_sandbox::Sandboxes::new(common::helper());
+    let launched = prepared.each_ref().map(|p| sandboxes.launch(p).unwrap());
     let handles = launched.each_ref().map(kiln_sandbox::Launched::kill_handle);
     let logs = [Log::default(), Log::default()];
     let (ended, outcomes) = mpsc::channel();
@@ -83,7 +82,7 @@ fn cancelling_one_builder_kills_its_sandbox_and_spares_its_sibling() {
         assert!(!prepared[0].chroot_dir().exists());
         assert_eq!(sleepers(&sibling), 2, "the sibling did not survive the cancel");
         // Ctrl-C: every builder left is cancelled the same way.
-        kiln_sandbox::kill_running_builders();
+        sandboxes.cancel_all();
         let (n, outcome) = outcomes.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!((n, outcome.unwrap()), (1, kiln_sandbox::Outcome::Cancelled));
         assert_eq!(sleepers(&sibling), 0);
@@ -97,7 +96,7 @@ fn a_sandbox_cancelled_before_go_never_runs_its_builder() {
     common::require_root();
     let f = Fixture::new();
     let prepared = kiln_sandbox::prepare(&f.spec("echo ran > $out")).unwrap();
-    let launched = kiln_sandbox::launch(&prepared, &common::helper()).unwrap();
+    let launched = common::sandboxes().launch(&prepared).unwrap();
     launched.kill_handle().kill();
     let mut log = Vec::new();
     let outcome = launched.go(&prepared, &mut log).unwrap();

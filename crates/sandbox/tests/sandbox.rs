@@ -388,7 +388,7 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
         std::fs::metadata(&file).unwrap().ino()
     );
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     assert!(outcome.success());
     assert_eq!(
@@ -558,13 +558,14 @@ fn sandbox_paths_bind_files_and_directories() {
 fn wrong_helper_is_reported() {
     let f = Fixture::new();
     let prepared = kiln_sandbox::prepare(&f.spec("")).unwrap();
-    let err = kiln_sandbox::run(&prepared, Path::new("/bin/true"), &mut Vec::new()).unwrap_err();
+    let err = kiln_sandbox::Sandboxes::new("/bin/true")
+        .run(&prepared, &mut Vec::new()).unwrap_err();
     assert!(
         matches!(&err, Error::Helper(m) if m.contains("exited during startup")),
         "{err}"
     );
     let err =
-        kiln_sandbox::run(&prepared, Path::new("/nonexistent/kiln"), &mut Vec::new()).unwrap_err();
+        kiln_sandbox::Sandboxes::new("/nonexistent/kiln").run(&prepared, &mut Vec::new()).unwrap_err();
     assert!(matches!(&err, Error::SpawnHelper { .. }), "{err}");
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
 }
@@ -578,7 +579,7 @@ fn cleanup_copes_with_read_only_leftovers() {
     );
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     assert!(
         outcome.success(),
         "{outcome:?}: {}",
@@ -797,23 +798,25 @@ fn a_recycled_chroot_looks_fresh() {
          echo x > $NIX_STORE/junk; echo done > $out",
     );
     let prepared = kiln_sandbox::prepare(&messy).unwrap();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut Vec::new()).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut Vec::new()).unwrap();
     assert!(outcome.success());
     let aside = f.store.join("recycled-chroot");
     std::fs::rename(prepared.chroot_dir(), &aside).unwrap();
     let skeleton = prepared.skeleton().cloned();
     if !rustix::process::geteuid().is_root() {
         assert!(skeleton.is_none(), "only root's chroots are recycled");
-        return kiln_sandbox::recycle(None, &aside).unwrap();
+        return common::sandboxes().recycle(None, &aside).unwrap();
     }
-    kiln_sandbox::recycle(skeleton.as_ref(), &aside).unwrap();
+    common::sandboxes().recycle(skeleton.as_ref(), &aside).unwrap();
     assert!(aside.join("etc/passwd").exists(), "the skeleton is kept");
     assert!(!aside.join("tmp/junk").exists() && !aside.join("nix/store/junk").exists());
 
-    let prepared = kiln_sandbox::prepare(&with_key(common::DUMP_SCRIPT)).unwrap();
+    let prepared = common::sandboxes()
+        .prepare(&with_key(common::DUMP_SCRIPT))
+        .unwrap();
     assert!(!aside.exists(), "the next sandbox took the skeleton");
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     assert!(outcome.success(), "{}", String::from_utf8_lossy(&log));
     let recycled = std::fs::read_to_string(prepared.chroot_store().join(common::OUT_NAME)).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
@@ -840,7 +843,7 @@ fn the_builders_mount_namespace_lingers_until_dropped() {
     let spec = f.spec("readlink /proc/self/ns/mnt > $out; sleep 0.5");
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let before = held_mount_namespaces();
-    let launched = kiln_sandbox::launch(&prepared, &common::helper()).unwrap();
+    let launched = common::sandboxes().launch(&prepared).unwrap();
     let mut log = Vec::new();
     let (outcome, lingering) = launched.go_lingering(&prepared, &mut log).unwrap();
     assert!(

@@ -2,7 +2,8 @@
 //! [`crate::Launched`] before its `go` kills the sandbox's PID 1 (and with it the
 //! whole PID namespace) as soon as the builder exists, and `go` then returns
 //! [`crate::Outcome::Cancelled`]. The same mechanism serves Ctrl-C, through the
-//! registry of every sandbox of the process that is launched and not yet reaped.
+//! registry of every sandbox of one [`crate::Sandboxes`] that is launched and not
+//! yet reaped.
 //!
 //! The pid is only ever signalled under the target's lock and before `go` reaps
 //! it (it sets `reaped` under the same lock first), so a cancel can never reach
@@ -102,5 +103,17 @@ impl Registry {
         for target in targets.iter().filter_map(Weak::upgrade) {
             target.cancel();
         }
+    }
+}
+
+/// Cancels every running sandbox of one [`crate::Sandboxes`]; see
+/// [`crate::Sandboxes::canceller`]. Does nothing once those are gone.
+#[derive(Debug, Clone)]
+pub struct CancelAll(pub(crate) Arc<Registry>);
+
+impl CancelAll {
+    /// See [`crate::Sandboxes::cancel_all`].
+    pub fn cancel_all(&self) {
+        self.0.cancel_all();
     }
 }

@@ -1,111 +1,145 @@
-//! The caller's handle on the long-lived helper process (see `helper.rs`):
-//! one per helper executable, started on first use, restarted if it died.
+//! The caller's handles on its long-lived helper processes (see `helper/`): at
+//! most one of each [`HelperKind`], started on first use, restarted if one died,
+//! and told to exit (then reaped) when the [`Helpers`] is dropped.
 //!
-//! Sending a request takes a process-wide lock only for the duration of the
-//! `sendmsg`; the helper serves requests in order, each in about the time of
-//! one `clone`, and the sandboxes then set themselves up in parallel.
+//! Sending a request holds the lock only for the duration of the `sendmsg`;
+//! the helper serves requests in order, each in about the time of one `clone`,
+//! and the sandboxes then set themselves up in parallel.
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-
 use crate::error::Error;
 use crate::protocol::request::{frame, send};
 use crate::protocol::{HelperKind, FILTERED_ARG, HELPER_ARG, READY_LINE};
 
-struct Zygote {
-    exe: PathBuf,
+/// One running helper process.
+#[derive(Debug)]
+struct Helper {
     kind: HelperKind,
     child: Child,
     sock: UnixStream,
 }
 
-static ZYGOTES: Mutex<Vec<Zygote>> = Mutex::new(Vec::new());
+impl Helper {
+    /// Closing the socket is the helper's signal to kill the sandboxes it
+    /// started and exit.
+    fn stop(self) {
+        let Helper { mut child, sock, .. } = self;
+        drop(sock);
+        let _ = child.wait();
+    }
+}
 
-/// Executables whose filtering helper could not start (no seccomp, say): their
-/// plain helper serves every plan, and each child installs its filter itself,
-/// failing with the kernel's reason if it cannot.
-static NO_FILTERED_HELPER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// The helpers of one executable.
+#[derive(Debug)]
+pub(crate) struct Helpers {
+    exe: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: Vec<Helper>,
+    /// The filtering helper could not start (no seccomp, say): the plain
+    /// helper serves every plan, and each child installs its filter itself,
+    /// failing with the kernel's reason if it cannot.
+    no_filtered: bool,
+}
 
 /// How long a freshly started helper may take to say it is ready. Generous:
 /// it only guards against a wrong executable that never answers.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Hands one build to the helper `exe`: the encoded plan plus the pty slave,
-/// the status pipe's write end and the go pipe's read end (the helper gets its
-/// own copies).
-pub(crate) fn submit(
-    exe: &Path,
-    kind: HelperKind,
-    plan: &[u8],
-    fds: [BorrowedFd<'_>; 3],
-) -> Result<(), Error> {
-    let frame = frame(plan)?;
+impl Helpers {
+    /// `exe` is started as `<exe> HELPER_ARG` when first needed.
+    pub(crate) fn new(exe: PathBuf) -> Helpers {
+        Helpers {
+            exe,
+            state: Mutex::new(State::default()),
+        }
+    }
 
-    let mut zygotes = ZYGOTES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // A helper that died since the last build (killed, or the binary was
-    // broken) shows up as EPIPE/ECONNRESET here; start a new one, once.
-    for attempt in 0..2 {
-        let at = find_or_spawn(&mut zygotes, exe, kind)?;
-        match send(zygotes[at].sock.as_fd(), &frame, fds) {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt == 0 && matches!(e, Errno::PIPE | Errno::CONNRESET) => {
-                let mut dead = zygotes.swap_remove(at);
-                let _ = dead.child.wait();
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands one build to the helper of `kind`: the encoded plan plus the pty
+    /// slave, the status pipe's write end and the go socket's read end (the
+    /// helper gets its own copies).
+    pub(crate) fn submit(
+        &self,
+        kind: HelperKind,
+        plan: &[u8],
+        fds: [BorrowedFd<'_>; 3],
+    ) -> Result<(), Error> {
+        let frame = frame(plan)?;
+        let mut state = self.lock();
+        // A helper that died since the last build (killed, or the binary was
+        // broken) shows up as EPIPE/ECONNRESET here; start a new one, once.
+        for attempt in 0..2 {
+            let at = self.find_or_spawn(&mut state, kind)?;
+            match send(state.running[at].sock.as_fd(), &frame, fds) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt == 0 && matches!(e, Errno::PIPE | Errno::CONNRESET) => {
+                    state.running.swap_remove(at).stop();
+                }
+                Err(e) => return Err(Error::sys("sending the build to the sandbox helper", e)),
             }
-            Err(e) => return Err(Error::sys("sending the build to the sandbox helper", e)),
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// Starts the helper that serves Nix's default settings now if it is not
+    /// running.
+    pub(crate) fn start(&self) -> Result<(), Error> {
+        let mut state = self.lock();
+        self.find_or_spawn(&mut state, HelperKind::Filtered)
+            .map(|_| ())
+    }
+
+    /// Where in `state.running` the helper of `kind` is, started if need be;
+    /// the plain one instead when the filtering one cannot start.
+    fn find_or_spawn(&self, state: &mut State, kind: HelperKind) -> Result<usize, Error> {
+        let kind = if state.no_filtered {
+            HelperKind::Plain
+        } else {
+            kind
+        };
+        if let Some(at) = state.running.iter().position(|h| h.kind == kind) {
+            return Ok(at);
+        }
+        let helper = match spawn(&self.exe, kind) {
+            Ok(h) => h,
+            Err(_) if kind == HelperKind::Filtered => {
+                state.no_filtered = true;
+                return self.find_or_spawn(state, HelperKind::Plain);
+            }
+            Err(e) => return Err(e),
+        };
+        state.running.push(helper);
+        Ok(state.running.len() - 1)
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        let state = std::mem::take(self.state.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for helper in state.running {
+            helper.stop();
         }
     }
-    unreachable!("the second attempt returns")
 }
-
-/// Starts the helper `exe` now if it is not running, so that the first build does not
-/// wait for it (a caller may do this on another thread while it plans).
-pub fn start_helper(exe: &Path) -> Result<(), Error> {
-    let mut zygotes = ZYGOTES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // The kind that serves Nix's default settings.
-    find_or_spawn(&mut zygotes, exe, HelperKind::Filtered).map(|_| ())
-}
-
-/// Where in `zygotes` the helper of `kind` for `exe` is, started if need be; the
-/// plain one instead when the filtering one cannot start.
-fn find_or_spawn(zygotes: &mut Vec<Zygote>, exe: &Path, kind: HelperKind) -> Result<usize, Error> {
-    let mut no_filtered = NO_FILTERED_HELPER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let kind = if no_filtered.iter().any(|e| e == exe) {
-        HelperKind::Plain
-    } else {
-        kind
-    };
-    if let Some(at) = zygotes.iter().position(|z| z.exe == exe && z.kind == kind) {
-        return Ok(at);
-    }
-    let zygote = match spawn(exe, kind) {
-        Ok(z) => z,
-        Err(_) if kind == HelperKind::Filtered => {
-            no_filtered.push(exe.to_path_buf());
-            drop(no_filtered);
-            return find_or_spawn(zygotes, exe, HelperKind::Plain);
-        }
-        Err(e) => return Err(e),
-    };
-    zygotes.push(zygote);
-    Ok(zygotes.len() - 1)
-}
-
 
 /// The proxy variables curl (Nix's downloader) reads, in both cases.
 const PROXY_VARIABLES: [&str; 8] = [
@@ -119,7 +153,7 @@ const PROXY_VARIABLES: [&str; 8] = [
     "NO_PROXY",
 ];
 
-fn spawn(exe: &Path, kind: HelperKind) -> Result<Zygote, Error> {
+fn spawn(exe: &Path, kind: HelperKind) -> Result<Helper, Error> {
     let spawn_error = |error| Error::SpawnHelper {
         path: exe.to_path_buf(),
         error,
@@ -148,8 +182,7 @@ fn spawn(exe: &Path, kind: HelperKind) -> Result<Zygote, Error> {
     // dropping it, a helper that exits early would never show as EOF.
     drop(command);
     match read_ready_line(&ours) {
-        Ok(line) if line == READY_LINE => Ok(Zygote {
-            exe: exe.to_path_buf(),
+        Ok(line) if line == READY_LINE => Ok(Helper {
             kind,
             child,
             sock: ours,

@@ -9,7 +9,6 @@
 use std::io::{IoSlice, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,8 @@ use super::cancel::{KillHandle, Registry, Target};
 use super::prepare::Prepared;
 use super::pump::{self, End, Limits};
 use super::spec::SandboxSpec;
-use super::{helpers, pty};
+use super::helpers::Helpers;
+use super::pty;
 use crate::protocol::{plan, status, TREES_PER_MESSAGE};
 use crate::sys;
 
@@ -44,7 +44,7 @@ pub enum Outcome {
     Silent,
     /// More than `max-build-log-size` bytes of output; the sandbox was killed.
     LogLimitExceeded,
-    /// Its [`KillHandle`] was fired (or [`kill_running_builders`] called) before the
+    /// Its [`KillHandle`] was fired (or [`crate::Sandboxes::cancel_all`] called) before the
     /// builder ended on its own; the sandbox was killed.
     Cancelled,
 }
@@ -116,22 +116,16 @@ fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-/// Runs the prepared sandbox and returns how it ended. `helper_exe` is an
-/// executable whose `main` calls [`crate::helper_main`] when its first
-/// argument is [`crate::HELPER_ARG`] (the `kiln` binary itself); it is started once
-/// per process and kept for later runs. The builder's combined stdout/stderr
-/// is streamed into `log`. The chroot is left in place for the caller to
-/// collect outputs and then [`crate::cleanup`].
-pub fn run(prepared: &Prepared, helper_exe: &Path, log: &mut dyn Write) -> Result<Outcome, Error> {
-    launch(prepared, helper_exe)?.go(prepared, log)
-}
-
 /// Starts the sandbox for `prepared` without letting it reach its store
 /// inputs: the namespaces, the chroot's mounts other than the inputs, the id
 /// maps are all set up, and the process then waits for [`Launched::go`].
 /// A build prepared while its inputs are still being built can thus start
 /// all of that early. Dropping the handle instead ends the sandbox.
-pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error> {
+pub(crate) fn launch(
+    prepared: &Prepared,
+    helpers: &Helpers,
+    running: &Registry,
+) -> Result<Launched, Error> {
     let pty = pty::open(prepared.pty_owner)?;
     let (status_read, status_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating the status pipe", e))?;
@@ -144,8 +138,7 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
         None,
     )
     .map_err(|e| Error::sys("creating the inputs socket", e))?;
-    helpers::submit(
-        helper_exe,
+    helpers.submit(
         prepared.helper,
         &prepared.plan,
         [pty.slave.as_fd(), status_write.as_fd(), go_read.as_fd()],
@@ -154,7 +147,7 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     // pipe and on the pty must mean what they say.
     drop((status_write, pty.slave, go_read));
     Ok(Launched {
-        target: RUNNING.register(),
+        target: running.register(),
         pty_master: pty.master,
         status: Some(status_read),
         go: Some(go_write),
@@ -188,7 +181,7 @@ fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io
 }
 
 
-/// A sandbox started by [`launch`] and waiting for its store inputs.
+/// A sandbox started by [`crate::Sandboxes::launch`] and waiting for its store inputs.
 #[derive(Debug)]
 pub struct Launched {
     target: Arc<Target>,
@@ -342,16 +335,6 @@ impl Drop for Launched {
             }
         }
     }
-}
-
-/// Every sandbox of this process between `launch` and the end of `go`.
-static RUNNING: Registry = Registry::new();
-
-/// Cancels every sandbox this process has launched and not yet reaped, as if
-/// each one's [`KillHandle`] were fired: their `go`s return
-/// [`Outcome::Cancelled`]. For Ctrl-C handling.
-pub fn kill_running_builders() {
-    RUNNING.cancel_all();
 }
 
 /// Kills and reaps a sandbox whose setup failed, keeping the setup error.

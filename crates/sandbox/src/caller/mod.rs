@@ -13,5 +13,6 @@ pub(crate) mod launch;
 pub(crate) mod prepare;
 mod pty;
 mod pump;
+pub(crate) mod sandboxes;
 pub(crate) mod skeleton;
 pub(crate) mod spec;

@@ -24,14 +24,14 @@ use crate::error::Error;
 use crate::host::host_facts;
 use crate::protocol::plan::{flags, Bind, Plan};
 use crate::protocol::HelperKind;
-use super::skeleton::{self, Skeleton};
+use super::skeleton::{Pool, Skeleton};
 use super::spec::{
     nix_group, nix_passwd, InputPath, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID,
 };
 
 /// A chroot ready to run, with the plan the helper will execute.
 ///
-/// Produced by [`prepare`], consumed by [`crate::run`] (once: a second run
+/// Produced by [`prepare`], consumed by [`crate::Sandboxes::run`] (once: a second run
 /// would see the first one's leftovers in `/tmp` and the store). Serialisable
 /// so that a caller may hand it to another process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ impl Prepared {
         &self.chroot_store
     }
 
-    /// What to hand [`crate::recycle`] once the chroot has been moved aside.
+    /// What to hand [`crate::Sandboxes::recycle`] once the chroot has been moved aside.
     pub fn skeleton(&self) -> Option<&Skeleton> {
         self.skeleton.as_ref()
     }
@@ -239,15 +239,21 @@ struct Source {
 /// Creates the chroot for `spec` (deleting a stale one first, as Nix does) and
 /// resolves the mount plan. The builder is not started. On failure the
 /// partly built chroot is removed again.
+/// [`crate::Sandboxes::prepare`] does the same with a recycled skeleton when one fits.
 pub fn prepare(spec: &SandboxSpec) -> Result<Prepared, Error> {
+    prepare_from(spec, None)
+}
+
+/// [`prepare`], taking the chroot's skeleton from `pool` when one fits.
+pub(crate) fn prepare_from(spec: &SandboxSpec, pool: Option<&Pool>) -> Result<Prepared, Error> {
     validate(spec)?;
-    build(spec).inspect_err(|_| {
+    build(spec, pool).inspect_err(|_| {
         // Best effort: the original error is the one worth reporting.
         let _ = cleanup(&spec.chroot_dir);
     })
 }
 
-fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
+fn build(spec: &SandboxSpec, pool: Option<&Pool>) -> Result<Prepared, Error> {
     let facts = host_facts();
     let is_root = rustix::process::geteuid().is_root();
     let userns = facts.user_namespaces;
@@ -300,7 +306,9 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         )
     });
     // A recycled skeleton has every file but the inputs' mount points.
-    let fresh = !skeleton.as_ref().is_some_and(|s| skeleton::take(s, chroot));
+    let fresh = !skeleton
+        .as_ref()
+        .is_some_and(|s| pool.is_some_and(|pool| pool.take(s, chroot)));
 
     if fresh {
         // Nix deletes a stale chroot first; trying the mkdir first saves a
