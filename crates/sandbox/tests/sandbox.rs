@@ -570,6 +570,36 @@ fn wrong_helper_is_reported() {
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
 }
 
+/// `helper_main` called in a process that already has a second thread refuses to
+/// serve, and the caller reports why. Before, it cloned sandboxes from such a
+/// process anyway, where a child may deadlock on a lock another thread held.
+#[test]
+fn a_helper_with_threads_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let wrapper = f.dir.path().join("threaded-helper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/env {}=1 {} \"$@\"\n",
+            common::THREAD_FIRST,
+            common::helper().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prepared = kiln_sandbox::prepare(&f.spec("echo ran > $out")).unwrap();
+    let err = kiln_sandbox::Sandboxes::new(&wrapper)
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Helper(m) if m.contains("must be a single-threaded process")),
+        "{err}"
+    );
+    assert!(!prepared.chroot_store().join(OUT_NAME).exists());
+    kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
+}
+
 #[test]
 fn cleanup_copes_with_read_only_leftovers() {
     let f = Fixture::new();

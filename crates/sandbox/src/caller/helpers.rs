@@ -30,11 +30,23 @@ struct Helper {
 }
 
 impl Helper {
-    /// Closing the socket is the helper's signal to kill the sandboxes it
-    /// started and exit.
+    /// End of requests is the helper's signal to kill the sandboxes it started
+    /// and exit; it names the spare children it killed, which are ours to reap.
     fn stop(self) {
-        let Helper { mut child, sock, .. } = self;
-        drop(sock);
+        let Helper {
+            mut child,
+            mut sock,
+            ..
+        } = self;
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let mut pids = Vec::new();
+        let _ = sock.read_to_end(&mut pids);
+        for pid in pids.chunks_exact(4) {
+            let pid = i32::from_le_bytes(pid.try_into().expect("chunks of 4"));
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
         let _ = child.wait();
     }
 }

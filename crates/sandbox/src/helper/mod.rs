@@ -23,7 +23,9 @@
 //! readiness line out), 1 and 2 = /dev/null. Requests are framed as in
 //! `protocol/request.rs`; each request's outcome goes to its status pipe; the
 //! socket only carries requests. EOF on it ends the helper, and with it every
-//! sandbox it started.
+//! sandbox it started; its last words on the socket are the pids of the spare
+//! children it killed (see [`protocol::request`](crate::protocol::request)),
+//! which only the caller, their parent, can reap.
 //!
 //! This room clones processes in two places (a child for a request, and a
 //! spare ahead of one); both go through [`SingleThreaded::clone_process`],
@@ -123,8 +125,8 @@ pub fn helper_main() -> ! {
         Ok(()) => READY_LINE.to_vec(),
         Err(message) => format!("error: {message}\n").into_bytes(),
     };
-    let Some(single) = single.filter(|_| rustix::io::write(sock, &hello) == Ok(hello.len()))
-    else {
+    let said = rustix::io::write(sock, &hello) == Ok(hello.len());
+    let Some(single) = single.filter(|_| said) else {
         sys::exit_now(1)
     };
     let mut nets = NetworkPool::new();
@@ -151,6 +153,13 @@ pub fn helper_main() -> ! {
             }
             Ok(None) => {
                 started.kill_all();
+                // The spare is the caller's child (CLONE_PARENT): it reaps it.
+                let reap: Vec<u8> = spares
+                    .discard()
+                    .into_iter()
+                    .flat_map(|pid| pid.to_le_bytes())
+                    .collect();
+                let _ = rustix::io::write(sock, &reap);
                 sys::exit_now(0)
             }
             Err(_) => {

@@ -68,6 +68,15 @@ impl Spares {
         }
     }
 
+    /// Kills the spare, if any; its pid, for its parent (the caller) to reap.
+    pub(crate) fn discard(&mut self) -> Option<libc::pid_t> {
+        let spare = self.spare.take()?;
+        if let Some(pid) = Pid::from_raw(spare.pid) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        Some(spare.pid)
+    }
+
     /// Makes a spare if there is none and requests have shown what it needs.
     pub(crate) fn replenish(&mut self, single: SingleThreaded, nets: &mut NetworkPool) {
         if self.disabled || self.spare.is_some() {

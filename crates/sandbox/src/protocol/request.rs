@@ -2,6 +2,10 @@
 //! descriptors attached (`SCM_RIGHTS`): the pty slave, the write end of the
 //! build's status pipe and the read end of its `go` socket. The caller sends
 //! them to the helper, and the helper forwards them unchanged to a spare child.
+//!
+//! When the caller shuts down its side of the helper's socket, the helper
+//! answers with the pids (`i32 LE` each) of the spare children it killed,
+//! which are the caller's children (`CLONE_PARENT`), then exits.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;

@@ -12,6 +12,10 @@ use kiln_sandbox::{InputPath, Outcome, SandboxSpec};
 /// Set by the unprivileged test to a copy of the helper it can reach.
 pub const HELPER_OVERRIDE: &str = "KILN_SANDBOX_TEST_HELPER";
 
+/// Set in the helper's environment to make it start a thread before
+/// `helper_main` (see `src/bin/kiln-sandbox-helper.rs`).
+pub const THREAD_FIRST: &str = "KILN_SANDBOX_TEST_THREAD_FIRST";
+
 /// The sandboxes of this test process, all served by [`helper`].
 pub fn sandboxes() -> &'static kiln_sandbox::Sandboxes {
     static SANDBOXES: std::sync::OnceLock<kiln_sandbox::Sandboxes> = std::sync::OnceLock::new();
