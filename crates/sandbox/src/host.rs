@@ -34,4 +34,3 @@ pub(crate) fn host_facts() -> &'static HostFacts {
 pub fn user_namespaces_enabled() -> bool {
     host_facts().user_namespaces
 }
-

@@ -4,8 +4,8 @@
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::Fixture;
@@ -58,8 +58,8 @@ fn cancelling_one_builder_kills_its_sandbox_and_spares_its_sibling() {
     let f = Fixture::new();
     let marker = |n: u32| format!("{}", 200_000 + 2 * std::process::id() + n);
     let (victim, sibling) = (marker(0), marker(1));
-    let specs = [&victim, &sibling]
-        .map(|m| f.spec(&format!("sleep {m} & echo started; sleep {m}")));
+    let specs =
+        [&victim, &sibling].map(|m| f.spec(&format!("sleep {m} & echo started; sleep {m}")));
     let prepared = specs.each_ref().map(|s| kiln_sandbox::prepare(s).unwrap());
     let sandboxes = kiln_sandbox::Sandboxes::new(common::helper());
     let launched = prepared.each_ref().map(|p| sandboxes.launch(p).unwrap());
@@ -67,7 +67,11 @@ fn cancelling_one_builder_kills_its_sandbox_and_spares_its_sibling() {
     let logs = [Log::default(), Log::default()];
     let (ended, outcomes) = mpsc::channel();
     std::thread::scope(|s| {
-        for ((n, l), (p, log)) in launched.into_iter().enumerate().zip(prepared.iter().zip(&logs)) {
+        for ((n, l), (p, log)) in launched
+            .into_iter()
+            .enumerate()
+            .zip(prepared.iter().zip(&logs))
+        {
             let (mut log, ended) = (log.clone(), ended.clone());
             s.spawn(move || ended.send((n, l.go(p, &mut log))).unwrap());
         }
@@ -77,10 +81,18 @@ fn cancelling_one_builder_kills_its_sandbox_and_spares_its_sibling() {
         let (n, outcome) = outcomes.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(n, 0, "the sibling ended instead of the cancelled sandbox");
         assert_eq!(outcome.unwrap(), kiln_sandbox::Outcome::Cancelled);
-        assert_eq!(sleepers(&victim), 0, "processes of the cancelled sandbox survived");
+        assert_eq!(
+            sleepers(&victim),
+            0,
+            "processes of the cancelled sandbox survived"
+        );
         kiln_sandbox::cleanup(prepared[0].chroot_dir()).unwrap();
         assert!(!prepared[0].chroot_dir().exists());
-        assert_eq!(sleepers(&sibling), 2, "the sibling did not survive the cancel");
+        assert_eq!(
+            sleepers(&sibling),
+            2,
+            "the sibling did not survive the cancel"
+        );
         // Ctrl-C: every builder left is cancelled the same way.
         sandboxes.cancel_all();
         let (n, outcome) = outcomes.recv_timeout(Duration::from_secs(30)).unwrap();

@@ -21,8 +21,7 @@ fn helper_children() -> Vec<String> {
             let Some((head, tail)) = stat.rsplit_once(") ") else {
                 return false;
             };
-            head.ends_with(&format!("({comm}"))
-                && tail.split(' ').nth(1) == Some(me.as_str())
+            head.ends_with(&format!("({comm}")) && tail.split(' ').nth(1) == Some(me.as_str())
         })
         .collect()
 }
@@ -48,6 +47,10 @@ fn dropping_the_sandboxes_stops_its_helpers_and_deletes_kept_skeletons() {
     assert!(!helper_children().is_empty(), "no helper was started");
 
     drop(sandboxes);
-    assert_eq!(helper_children(), Vec::<String>::new(), "helpers outlived the handle");
+    assert_eq!(
+        helper_children(),
+        Vec::<String>::new(),
+        "helpers outlived the handle"
+    );
     assert!(!aside.exists(), "a kept skeleton outlived the handle");
 }

@@ -559,13 +559,15 @@ fn wrong_helper_is_reported() {
     let f = Fixture::new();
     let prepared = kiln_sandbox::prepare(&f.spec("")).unwrap();
     let err = kiln_sandbox::Sandboxes::new("/bin/true")
-        .run(&prepared, &mut Vec::new()).unwrap_err();
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Helper(m) if m.contains("exited during startup")),
         "{err}"
     );
-    let err =
-        kiln_sandbox::Sandboxes::new("/nonexistent/kiln").run(&prepared, &mut Vec::new()).unwrap_err();
+    let err = kiln_sandbox::Sandboxes::new("/nonexistent/kiln")
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
     assert!(matches!(&err, Error::SpawnHelper { .. }), "{err}");
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
 }
@@ -837,7 +839,9 @@ fn a_recycled_chroot_looks_fresh() {
         assert!(skeleton.is_none(), "only root's chroots are recycled");
         return common::sandboxes().recycle(None, &aside).unwrap();
     }
-    common::sandboxes().recycle(skeleton.as_ref(), &aside).unwrap();
+    common::sandboxes()
+        .recycle(skeleton.as_ref(), &aside)
+        .unwrap();
     assert!(aside.join("etc/passwd").exists(), "the skeleton is kept");
     assert!(!aside.join("tmp/junk").exists() && !aside.join("nix/store/junk").exists());
 

@@ -243,4 +243,3 @@ fn read_ready_line(mut sock: &UnixStream) -> Result<Vec<u8>, String> {
     }
     Ok(line)
 }
-

@@ -20,13 +20,13 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use super::cancel::{KillHandle, Registry, Target};
+use super::helpers::Helpers;
 use super::prepare::Prepared;
+use super::pty;
 use super::pump::{self, End, Limits};
 use super::spec::SandboxSpec;
-use super::helpers::Helpers;
-use super::pty;
+use crate::error::Error;
 use crate::protocol::{plan, status, TREES_PER_MESSAGE};
 use crate::sys;
 
@@ -179,7 +179,6 @@ fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io
     }
     Ok(())
 }
-
 
 /// A sandbox started by [`crate::Sandboxes::launch`] and waiting for its store inputs.
 #[derive(Debug)]

@@ -20,14 +20,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cleanup::cleanup;
-use crate::error::Error;
-use crate::host::host_facts;
-use crate::protocol::plan::{flags, Bind, Plan};
-use crate::protocol::HelperKind;
 use super::skeleton::{Pool, Skeleton};
 use super::spec::{
     nix_group, nix_passwd, InputPath, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID,
 };
+use crate::error::Error;
+use crate::host::host_facts;
+use crate::protocol::plan::{flags, Bind, Plan};
+use crate::protocol::HelperKind;
 
 /// A chroot ready to run, with the plan the helper will execute.
 ///

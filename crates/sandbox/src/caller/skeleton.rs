@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::cleanup::cleanup;
-use crate::error::Error;
 use super::fresh_dir::looks_new;
+use crate::error::Error;
 
 /// Identifies the skeleton a chroot was made with; see [`crate::Prepared`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

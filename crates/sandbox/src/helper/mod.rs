@@ -109,7 +109,11 @@ pub fn helper_main() -> ! {
     // leak to us without close-on-exec (a lock file, say: its flock would
     // live as long as this process).
     let _ = rustix::process::chdir(c"/");
-    let _ = sys::close_from(3);
+    // SAFETY: this function never returns and ends the process with `_exit`, so
+    // no owner its caller made of a descriptor above stderr is dropped; and the
+    // process has no other thread to use one (checked just below, before the
+    // first clone, which is what needs it).
+    let _ = unsafe { sys::close_from(3) };
     // Before the first clone: children inherit what it finds.
     let _ = sys::ignored_signals();
     let single = SingleThreaded::check();
@@ -197,7 +201,6 @@ impl Started {
         }
     }
 }
-
 
 /// Serves one request; the pid of the sandbox it started, if any.
 fn serve(
@@ -399,9 +402,7 @@ fn clone_for(
     })
 }
 
-
 fn request_pending(sock: BorrowedFd<'_>) -> bool {
     let mut fds = [PollFd::new(&sock, PollFlags::IN)];
     matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
 }
-

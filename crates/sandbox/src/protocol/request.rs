@@ -71,7 +71,6 @@ pub(crate) fn send(
     Ok(())
 }
 
-
 /// Reads one request; `None` at EOF (the caller is gone).
 pub(crate) fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
     let mut header = [0u8; 4];
@@ -123,4 +122,3 @@ fn read_exact(sock: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<(), String> {
     }
     Ok(())
 }
-
