@@ -141,10 +141,10 @@ fn run(
 /// fixed close-on-exec number. The received descriptors themselves are
 /// close-on-exec and are closed with all other strays before `execve`.
 fn place_fds(pty: RawFd, status: RawFd) -> Result<(), String> {
-    // SAFETY (all three): 1 and 2 have no Rust owner; STATUS_FD may be one of
-    // the helper's descriptors, whose owners the child never uses or drops.
     // The pty first: the status descriptor may currently sit where the pty
     // goes (never the other way round: 1 and 2 are taken when fds arrive).
+    // SAFETY: 1 and 2 have no Rust owner; STATUS_FD may be one of
+    // the helper's descriptors, whose owners the child never uses or drops.
     unsafe { sys::dup_onto(pty, 2, false) }
         .map_err(|e| sys_fail("cannot pipe standard error into log file", e))?;
     // SAFETY: as above.

@@ -216,7 +216,7 @@ fn serve(
         status,
         go,
     } = request;
-    let started = start(single, &plan, kind, &pty, &status, &go, nets, spares);
+    let started = start(single, &plan, kind, [&pty, &status, &go], nets, spares);
     if let Err(message) = &started {
         status::send(
             status.as_raw_fd(),
@@ -242,9 +242,7 @@ fn start(
     single: SingleThreaded,
     plan_bytes: &[u8],
     kind: HelperKind,
-    pty: &OwnedFd,
-    status: &OwnedFd,
-    go: &OwnedFd,
+    [pty, status, go]: [&OwnedFd; 3],
     nets: &mut NetworkPool,
     spares: &mut Spares,
 ) -> Result<libc::pid_t, String> {
