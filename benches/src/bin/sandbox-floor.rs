@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     let args = BenchArgs::parse("kiln-bench-floor-", 1)?;
     let steps = args.number("--steps", 200)?;
     let work = args.work.path();
-    let kiln = kiln_binary()?;
+    let sandboxes = kiln_sandbox::Sandboxes::new(kiln_binary()?);
 
     let store = work.join("store");
     let busybox = store.join("00000000000000000000000000000000-busybox");
@@ -52,15 +52,16 @@ fn main() -> anyhow::Result<()> {
     };
     let mut sandbox = 0.0;
     for i in 0..steps {
-        sandbox += sandboxed_step(&store, &busybox, work, &kiln, i, uid, gid, false)?;
+        sandbox += sandboxed_step(&store, &busybox, work, &sandboxes, i, uid, gid, false)?;
     }
     let sandbox = sandbox / steps as f64;
     let mut staged = 0.0;
     for i in steps..2 * steps {
-        staged += sandboxed_step(&store, &busybox, work, &kiln, i, uid, gid, true)?;
+        staged += sandboxed_step(&store, &busybox, work, &sandboxes, i, uid, gid, true)?;
     }
     let staged = staged / steps as f64;
-    kiln_sandbox::discard_recycled();
+    // Stops the helper and deletes the kept skeletons.
+    drop(sandboxes);
 
     println!("# sequential trivial builder steps ({steps} each)");
     println!("spawn (no sandbox):      {:.2} ms/step", spawn * 1000.0);
@@ -76,7 +77,7 @@ fn sandboxed_step(
     store: &Path,
     busybox: &Path,
     work: &Path,
-    helper: &Path,
+    sandboxes: &kiln_sandbox::Sandboxes,
     i: usize,
     uid: u32,
     gid: u32,
@@ -107,8 +108,8 @@ fn sandboxed_step(
     // Timed: what a build step waits for. Removing the build directory and recycling
     // the chroot happen off that path in kiln, so they are left out.
     let mut start = Instant::now();
-    let prepared = kiln_sandbox::prepare(&spec)?;
-    let launched = kiln_sandbox::launch(&prepared, helper)?;
+    let prepared = sandboxes.prepare(&spec)?;
+    let launched = sandboxes.launch(&prepared)?;
     if staged {
         std::thread::sleep(std::time::Duration::from_millis(5));
         start = Instant::now();
@@ -118,7 +119,7 @@ fn sandboxed_step(
     anyhow::ensure!(outcome.success(), "step {i}: {outcome:?}");
     let aside = store.join(format!("{i:032}-aside"));
     std::fs::rename(prepared.chroot_dir(), &aside)?;
-    kiln_sandbox::recycle(prepared.skeleton(), &aside)?;
+    sandboxes.recycle(prepared.skeleton(), &aside)?;
     std::fs::remove_dir_all(&build)?;
     Ok(took)
 }

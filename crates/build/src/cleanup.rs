@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use kiln_store::LocalStore;
@@ -15,6 +15,7 @@ use kiln_store::LocalStore;
 /// or Nix's) can trip over it. Falls back to deleting in place.
 pub(crate) fn remove_chroot_later(
     store: &LocalStore,
+    sandboxes: &Arc<kiln_sandbox::Sandboxes>,
     chroot: PathBuf,
     skeleton: Option<kiln_sandbox::Skeleton>,
     lingering: Option<kiln_sandbox::Lingering>,
@@ -25,11 +26,12 @@ pub(crate) fn remove_chroot_later(
         .map(|p| store.layout().real_path(&p));
     match trash {
         Some(trash) if std::fs::rename(&chroot, &trash).is_ok() => {
+            let sandboxes = Arc::clone(sandboxes);
             spawn(move || {
                 // The namespace goes first: nothing in it then still refers to
                 // the chroot's directories.
                 drop(lingering);
-                let _ = kiln_sandbox::recycle(skeleton.as_ref(), &trash);
+                let _ = sandboxes.recycle(skeleton.as_ref(), &trash);
             });
             Ok(())
         }
@@ -108,6 +110,5 @@ pub fn finish_background_cleanup() {
     if let Some(thread) = thread {
         let _ = thread.join();
     }
-    kiln_sandbox::discard_recycled();
     crate::build_dirs::discard();
 }

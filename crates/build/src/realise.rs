@@ -44,8 +44,9 @@ pub struct BuildSettings {
     pub keep_failed: bool,
     /// Where build directories are made (`$TMPDIR`, default `/tmp`).
     pub tmp_dir: PathBuf,
-    /// The executable that serves as the sandbox helper (kiln itself).
-    pub helper_exe: PathBuf,
+    /// The sandboxes builds run in (their helper processes, kept chroot skeletons,
+    /// running builders); released when the last reference goes.
+    pub sandboxes: Arc<kiln_sandbox::Sandboxes>,
     /// The machine's state directory, whose `userpool/` is shared by every store.
     pub global_state_dir: PathBuf,
     /// Flush the store's filesystem before registering outputs (Nix's
@@ -68,7 +69,7 @@ pub struct BuildSettings {
 }
 
 impl BuildSettings {
-    pub fn new(helper_exe: PathBuf) -> BuildSettings {
+    pub fn new(sandboxes: Arc<kiln_sandbox::Sandboxes>) -> BuildSettings {
         BuildSettings {
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -80,7 +81,7 @@ impl BuildSettings {
             tmp_dir: std::env::var_os("TMPDIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
-            helper_exe,
+            sandboxes,
             global_state_dir: PathBuf::from("/nix/var/nix"),
             sync_before_registering: true,
             register_in_background: false,
@@ -94,11 +95,11 @@ impl BuildSettings {
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Stop: kill every running builder of this process and start no new one. Failed
-/// builds clean up after themselves as usual.
+/// Stop: start no new build. The caller also cancels the running builders (see
+/// `kiln_sandbox::Sandboxes::canceller`); failed builds clean up after themselves as
+/// usual.
 pub fn interrupt() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    kiln_sandbox::kill_running_builders();
 }
 
 pub fn interrupted() -> bool {
@@ -402,6 +403,7 @@ impl Staged {
         })();
         let cleaned = crate::cleanup::remove_chroot_later(
             store,
+            &settings.sandboxes,
             self.chroot_dir.clone(),
             prepared.skeleton().cloned(),
             lingering,
@@ -515,8 +517,8 @@ fn start_sandbox(
     };
     // A stale chroot from an interrupted build is removed first, as Nix does.
     kiln_sandbox::cleanup(&staged.chroot_dir).map_err(sandbox_err)?;
-    let prepared = kiln_sandbox::prepare(&spec).map_err(sandbox_err)?;
-    match kiln_sandbox::launch(&prepared, &settings.helper_exe) {
+    let prepared = settings.sandboxes.prepare(&spec).map_err(sandbox_err)?;
+    match settings.sandboxes.launch(&prepared) {
         Ok(launched) => Ok((spec, prepared, launched)),
         Err(e) => {
             let _ = kiln_sandbox::cleanup(&staged.chroot_dir);

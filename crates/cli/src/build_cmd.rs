@@ -78,9 +78,9 @@ struct Request {
     all_outputs_of: Option<Goal>,
 }
 
-/// On the first SIGINT/SIGTERM, kill the running builders and let the run wind down
+/// On the first SIGINT/SIGTERM, cancel the running builders and let the run wind down
 /// (failed builds clean up as usual); on the second, exit at once.
-fn handle_interrupts() -> anyhow::Result<()> {
+fn handle_interrupts(builders: kiln_sandbox::CancelAll) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing the interrupt handler")?;
@@ -92,6 +92,7 @@ fn handle_interrupts() -> anyhow::Result<()> {
                     std::process::exit(130);
                 }
                 kiln_build::interrupt();
+                builders.cancel_all();
             }
         })
         .context("starting the interrupt handler")?;
@@ -99,13 +100,16 @@ fn handle_interrupts() -> anyhow::Result<()> {
 }
 
 pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow::Result<()> {
-    handle_interrupts()?;
     let helper_exe = std::env::current_exe().context("locating the kiln executable")?;
+    // Dropped last (after the background cleanup that may still recycle chroots
+    // into it): stops the helpers and deletes the kept chroot skeletons.
+    let sandboxes = Arc::new(kiln_sandbox::Sandboxes::new(helper_exe));
+    handle_interrupts(sandboxes.canceller())?;
     // The helper starts while the store is opened and the graph planned; errors
     // surface at the first build.
-    let helper = helper_exe.clone();
+    let starting = Arc::clone(&sandboxes);
     std::thread::spawn(move || {
-        let _ = kiln_sandbox::start_helper(&helper);
+        let _ = starting.start_helper();
     });
     let store = open(location)?;
     let requests = args
@@ -113,7 +117,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         .iter()
         .map(|i| parse_installable(&store, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut settings = BuildSettings::new(helper_exe);
+    let mut settings = BuildSettings::new(Arc::clone(&sandboxes));
     // Flags win over the configuration, as Nix's do.
     settings.cores = args
         .cores
@@ -182,6 +186,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
     drop(scheduler);
     let registration_failures = store.finish_registrations();
     kiln_build::finish_background_cleanup();
+    drop(sandboxes);
     for failure in &registration_failures {
         eprintln!(
             "error: registering the outputs of '{}': {}",

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Errors of [`crate::prepare`], [`crate::run`] and [`crate::cleanup`].
+/// Errors of [`crate::prepare`], [`crate::Sandboxes`] and [`crate::cleanup`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec cannot be honoured as given (relative paths, NUL bytes, ...).

@@ -1,6 +1,10 @@
 //! The few syscalls rustix does not wrap (or wraps in a way that does not fit
-//! a freshly cloned, single-threaded helper). Every `unsafe` of the crate lives
-//! here, each block with the reason it is sound.
+//! a freshly cloned, single-threaded helper), shared by the three rooms. Every
+//! raw syscall of the crate is made here, each block with the reason it is
+//! sound. The wrappers whose soundness depends on their caller (a clone of a
+//! single-threaded process; closing or replacing descriptor numbers that a Rust
+//! owner might still use) are `unsafe fn`s with a `# Safety` section, called
+//! only from the helper (`helper/`) and the sandboxed child (`child/`).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -63,10 +67,13 @@ pub(crate) fn personality(persona: libc::c_ulong) -> io::Result<libc::c_int> {
 
 /// Closes every descriptor `>= first` (`close_range`, or `/proc/self/fd` on
 /// kernels before 5.9, which is how Nix 2.8 does it).
-pub(crate) fn close_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; the callers (the helper
-    // at startup, the child right before exec or a builtin builder) own no Rust
-    // object wrapping a descriptor at or above `first`.
+///
+/// # Safety
+/// No Rust owner of a descriptor at or above `first` (an `OwnedFd`, a `File`) may
+/// be used or dropped afterwards: its number may by then name another file.
+pub(crate) unsafe fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the caller guarantees that
+    // no owner of one of them is used again.
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -103,9 +110,15 @@ pub(crate) const SPARE_CTL_FD: RawFd = 9;
 /// stdin `/dev/null`, and closes every other descriptor above stderr that it
 /// inherited from the helper (above all the helper's end of the caller's
 /// socket, whose EOF tells the caller that the helper died).
-pub(crate) fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
+///
+/// # Safety
+/// As for [`close_from`]`(3)`, except `ctl`: call it only in a freshly cloned
+/// spare that never returns into the helper's code.
+pub(crate) unsafe fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
     let raw = ctl.into_raw_fd();
-    dup_onto(raw, SPARE_CTL_FD, true)?;
+    // SAFETY: what lives at SPARE_CTL_FD is one of the helper's, never used again
+    // (the caller's guarantee).
+    unsafe { dup_onto(raw, SPARE_CTL_FD, true) }?;
     for fd in 3..SPARE_CTL_FD {
         // SAFETY: close only closes a descriptor (EBADF for unused numbers is
         // ignored). The spare never returns to the helper's code, so the Rust
@@ -113,12 +126,14 @@ pub(crate) fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
         // namespaces) are never dropped, and `raw` was given up above.
         unsafe { libc::close(fd) };
     }
-    close_from(SPARE_CTL_FD + 1)?;
+    // SAFETY: the caller's guarantee.
+    unsafe { close_from(SPARE_CTL_FD + 1) }?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    dup_onto(null.as_raw_fd(), 0, false)?;
+    // SAFETY: stdin has no Rust owner.
+    unsafe { dup_onto(null.as_raw_fd(), 0, false) }?;
     drop(null);
     // SAFETY: SPARE_CTL_FD was just made a copy of `ctl`, and nothing else
     // owns it.
@@ -126,7 +141,11 @@ pub(crate) fn isolate_spare(ctl: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// A close-on-exec copy of `fd` numbered `min` or above; `fd` is closed.
-pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+///
+/// # Safety
+/// The caller owns `fd` and hands it over: no Rust owner of it is used or
+/// dropped afterwards.
+pub(crate) unsafe fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
     if new == -1 {
@@ -140,7 +159,10 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// `dup3(old, new, O_CLOEXEC?)` onto a fixed descriptor number (stdio, the status fd).
-pub(crate) fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> {
+///
+/// # Safety
+/// No Rust owner of what `new` named before may be used or dropped afterwards.
+pub(crate) unsafe fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> {
     let r = if old == new {
         if !cloexec {
             return Ok(());
@@ -150,7 +172,7 @@ pub(crate) fn dup_onto(old: RawFd, new: RawFd, cloexec: bool) -> io::Result<()> 
     } else {
         let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
         // SAFETY: dup3 onto a fixed number; any descriptor previously there is
-        // closed atomically, and the helper holds no Rust owner for it.
+        // closed atomically, and the caller guarantees nothing owns it.
         unsafe { libc::dup3(old, new, flags) }
     };
     if r == -1 {

@@ -292,7 +292,7 @@ fn run_with_kiln(nix_run: &NixRun, scratch: &Path, fod: bool, pivot_early: bool)
     spec.pivot_early = pivot_early;
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     let dump = std::fs::read_to_string(prepared.chroot_store().join(&out_name));
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     std::fs::remove_dir_all(&build_dir).unwrap();

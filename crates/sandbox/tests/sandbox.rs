@@ -388,7 +388,7 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
         std::fs::metadata(&file).unwrap().ino()
     );
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     assert!(outcome.success());
     assert_eq!(
@@ -401,10 +401,8 @@ fn only_given_inputs_are_visible_and_files_are_hard_linked() {
 
 #[test]
 fn builder_cannot_write_outside_build_tmp_and_store() {
-    if !rustix::process::geteuid().is_root() {
-        // The chroot then belongs to the sandbox user (see builder_sees_nix_file_system).
-        return;
-    }
+    // Without root the chroot belongs to the sandbox user (see builder_sees_nix_file_system).
+    common::require_root();
     let f = Fixture::new();
     let spec = f.spec(&format!(
         "for p in /x /etc/x /nix/x /nix/store/{BUSYBOX_NAME}/x /nix/store/{BUSYBOX_NAME}/bin/sh /dev/x /proc/x; do \
@@ -560,14 +558,47 @@ fn sandbox_paths_bind_files_and_directories() {
 fn wrong_helper_is_reported() {
     let f = Fixture::new();
     let prepared = kiln_sandbox::prepare(&f.spec("")).unwrap();
-    let err = kiln_sandbox::run(&prepared, Path::new("/bin/true"), &mut Vec::new()).unwrap_err();
+    let err = kiln_sandbox::Sandboxes::new("/bin/true")
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Helper(m) if m.contains("exited during startup")),
         "{err}"
     );
-    let err =
-        kiln_sandbox::run(&prepared, Path::new("/nonexistent/kiln"), &mut Vec::new()).unwrap_err();
+    let err = kiln_sandbox::Sandboxes::new("/nonexistent/kiln")
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
     assert!(matches!(&err, Error::SpawnHelper { .. }), "{err}");
+    kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
+}
+
+/// `helper_main` called in a process that already has a second thread refuses to
+/// serve, and the caller reports why. Before, it cloned sandboxes from such a
+/// process anyway, where a child may deadlock on a lock another thread held.
+#[test]
+fn a_helper_with_threads_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let wrapper = f.dir.path().join("threaded-helper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/env {}=1 {} \"$@\"\n",
+            common::THREAD_FIRST,
+            common::helper().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prepared = kiln_sandbox::prepare(&f.spec("echo ran > $out")).unwrap();
+    let err = kiln_sandbox::Sandboxes::new(&wrapper)
+        .run(&prepared, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Helper(m) if m.contains("must be a single-threaded process")),
+        "{err}"
+    );
+    assert!(!prepared.chroot_store().join(OUT_NAME).exists());
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
 }
 
@@ -580,7 +611,7 @@ fn cleanup_copes_with_read_only_leftovers() {
     );
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     assert!(
         outcome.success(),
         "{outcome:?}: {}",
@@ -597,9 +628,7 @@ fn cleanup_copes_with_read_only_leftovers() {
 /// looking at its contents, so what is mounted there survives.
 #[test]
 fn cleanup_detaches_leftover_mounts_without_entering_them() {
-    if !rustix::process::geteuid().is_root() {
-        return; // mounting needs root here
-    }
+    common::require_root(); // mounting needs root here
     let f = Fixture::new();
     let victim = f.dir.path().join("precious");
     std::fs::create_dir(&victim).unwrap();
@@ -801,23 +830,27 @@ fn a_recycled_chroot_looks_fresh() {
          echo x > $NIX_STORE/junk; echo done > $out",
     );
     let prepared = kiln_sandbox::prepare(&messy).unwrap();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut Vec::new()).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut Vec::new()).unwrap();
     assert!(outcome.success());
     let aside = f.store.join("recycled-chroot");
     std::fs::rename(prepared.chroot_dir(), &aside).unwrap();
     let skeleton = prepared.skeleton().cloned();
     if !rustix::process::geteuid().is_root() {
         assert!(skeleton.is_none(), "only root's chroots are recycled");
-        return kiln_sandbox::recycle(None, &aside).unwrap();
+        return common::sandboxes().recycle(None, &aside).unwrap();
     }
-    kiln_sandbox::recycle(skeleton.as_ref(), &aside).unwrap();
+    common::sandboxes()
+        .recycle(skeleton.as_ref(), &aside)
+        .unwrap();
     assert!(aside.join("etc/passwd").exists(), "the skeleton is kept");
     assert!(!aside.join("tmp/junk").exists() && !aside.join("nix/store/junk").exists());
 
-    let prepared = kiln_sandbox::prepare(&with_key(common::DUMP_SCRIPT)).unwrap();
+    let prepared = common::sandboxes()
+        .prepare(&with_key(common::DUMP_SCRIPT))
+        .unwrap();
     assert!(!aside.exists(), "the next sandbox took the skeleton");
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     assert!(outcome.success(), "{}", String::from_utf8_lossy(&log));
     let recycled = std::fs::read_to_string(prepared.chroot_store().join(common::OUT_NAME)).unwrap();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
@@ -844,7 +877,7 @@ fn the_builders_mount_namespace_lingers_until_dropped() {
     let spec = f.spec("readlink /proc/self/ns/mnt > $out; sleep 0.5");
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let before = held_mount_namespaces();
-    let launched = kiln_sandbox::launch(&prepared, &common::helper()).unwrap();
+    let launched = common::sandboxes().launch(&prepared).unwrap();
     let mut log = Vec::new();
     let (outcome, lingering) = launched.go_lingering(&prepared, &mut log).unwrap();
     assert!(

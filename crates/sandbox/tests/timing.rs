@@ -20,7 +20,7 @@ fn one(f: &common::Fixture) -> (Duration, Duration, Duration) {
     let prepared = kiln_sandbox::prepare(&spec).unwrap();
     let t1 = Instant::now();
     let mut log = Vec::new();
-    let outcome = kiln_sandbox::run(&prepared, &common::helper(), &mut log).unwrap();
+    let outcome = common::sandboxes().run(&prepared, &mut log).unwrap();
     let t2 = Instant::now();
     assert!(
         outcome.success(),

@@ -12,6 +12,16 @@ use kiln_sandbox::{InputPath, Outcome, SandboxSpec};
 /// Set by the unprivileged test to a copy of the helper it can reach.
 pub const HELPER_OVERRIDE: &str = "KILN_SANDBOX_TEST_HELPER";
 
+/// Set in the helper's environment to make it start a thread before
+/// `helper_main` (see `src/bin/kiln-sandbox-helper.rs`).
+pub const THREAD_FIRST: &str = "KILN_SANDBOX_TEST_THREAD_FIRST";
+
+/// The sandboxes of this test process, all served by [`helper`].
+pub fn sandboxes() -> &'static kiln_sandbox::Sandboxes {
+    static SANDBOXES: std::sync::OnceLock<kiln_sandbox::Sandboxes> = std::sync::OnceLock::new();
+    SANDBOXES.get_or_init(|| kiln_sandbox::Sandboxes::new(helper()))
+}
+
 /// The sandbox helper executable.
 pub fn helper() -> PathBuf {
     std::env::var_os(HELPER_OVERRIDE)
@@ -154,7 +164,7 @@ pub struct Ran {
 pub fn run(spec: &SandboxSpec) -> Result<Ran, kiln_sandbox::Error> {
     let prepared = kiln_sandbox::prepare(spec)?;
     let mut log = Vec::new();
-    let result = kiln_sandbox::run(&prepared, &helper(), &mut log);
+    let result = sandboxes().run(&prepared, &mut log);
     let out = std::fs::read(prepared.chroot_store().join(OUT_NAME)).ok();
     kiln_sandbox::cleanup(prepared.chroot_dir()).unwrap();
     Ok(Ran {
@@ -290,4 +300,13 @@ pub fn section<'a>(dump: &'a str, name: &str) -> Vec<&'a str> {
         .skip(1)
         .take_while(|l| !l.starts_with("== "))
         .collect()
+}
+
+/// Fails the test unless it runs as root: without root these tests would check
+/// nothing (a pass would say nothing about the sandbox).
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: run scripts/test.sh as root"
+    );
 }

@@ -127,7 +127,7 @@ impl NetworkPool {
             self.home = None;
             return;
         }
-        let made = crate::net::loopback_up().ok().and_then(|()| {
+        let made = crate::child::net::loopback_up().ok().and_then(|()| {
             Some(Pooled {
                 namespace: open_current().ok()?,
                 watch: Watch::start()?,

@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 use crate::error::errno_text;
-use crate::plan::{flags, Bind, Plan};
+use crate::protocol::plan::{flags, Bind, Plan};
 
 fn fail(what: String, e: Errno) -> String {
     format!("{what}: {}", errno_text(e.raw_os_error()))

@@ -15,23 +15,23 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cleanup::cleanup;
-use crate::error::Error;
-use crate::helper::HelperKind;
-use crate::plan::{flags, Bind, Plan};
-use crate::skeleton::{self, Skeleton};
-use crate::spec::{
+use super::cleanup::cleanup;
+use super::skeleton::{Pool, Skeleton};
+use super::spec::{
     nix_group, nix_passwd, InputPath, Network, SandboxSpec, SANDBOX_GID, SANDBOX_UID,
 };
+use crate::error::Error;
+use crate::host::host_facts;
+use crate::protocol::plan::{flags, Bind, Plan};
+use crate::protocol::HelperKind;
 
 /// A chroot ready to run, with the plan the helper will execute.
 ///
-/// Produced by [`prepare`], consumed by [`crate::run`] (once: a second run
+/// Produced by [`prepare`], consumed by [`crate::Sandboxes::run`] (once: a second run
 /// would see the first one's leftovers in `/tmp` and the store). Serialisable
 /// so that a caller may hand it to another process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ impl Prepared {
         &self.chroot_store
     }
 
-    /// What to hand [`crate::recycle`] once the chroot has been moved aside.
+    /// What to hand [`crate::Sandboxes::recycle`] once the chroot has been moved aside.
     pub fn skeleton(&self) -> Option<&Skeleton> {
         self.skeleton.as_ref()
     }
@@ -227,35 +227,6 @@ fn place_input(
     })
 }
 
-/// Facts about the host that Nix checks on every build but that do not change
-/// while we run; looked up once per process.
-struct HostFacts {
-    user_namespaces: bool,
-    dev_shm: bool,
-    dev_pts_ptmx: bool,
-    dev_kvm: bool,
-    detached_mounts: bool,
-}
-
-fn host_facts() -> &'static HostFacts {
-    static FACTS: OnceLock<HostFacts> = OnceLock::new();
-    FACTS.get_or_init(|| HostFacts {
-        // Nix: user namespaces are tried unless this file says 0.
-        user_namespaces: fs::read_to_string("/proc/sys/user/max_user_namespaces")
-            .map(|s| s.trim() != "0")
-            .unwrap_or(false),
-        dev_shm: Path::new("/dev/shm").exists(),
-        dev_pts_ptmx: Path::new("/dev/pts/ptmx").exists(),
-        dev_kvm: Path::new("/dev/kvm").exists(),
-        detached_mounts: crate::sys::detached_mounts_supported(),
-    })
-}
-
-/// Whether sandboxes will try a user namespace (`/proc/sys/user/max_user_namespaces` ≠ 0).
-pub fn user_namespaces_enabled() -> bool {
-    host_facts().user_namespaces
-}
-
 /// One entry of Nix's `dirsInChroot` map (inside path → host source).
 struct Source {
     host: PathBuf,
@@ -268,15 +239,21 @@ struct Source {
 /// Creates the chroot for `spec` (deleting a stale one first, as Nix does) and
 /// resolves the mount plan. The builder is not started. On failure the
 /// partly built chroot is removed again.
+/// [`crate::Sandboxes::prepare`] does the same with a recycled skeleton when one fits.
 pub fn prepare(spec: &SandboxSpec) -> Result<Prepared, Error> {
+    prepare_from(spec, None)
+}
+
+/// [`prepare`], taking the chroot's skeleton from `pool` when one fits.
+pub(crate) fn prepare_from(spec: &SandboxSpec, pool: Option<&Pool>) -> Result<Prepared, Error> {
     validate(spec)?;
-    build(spec).inspect_err(|_| {
+    build(spec, pool).inspect_err(|_| {
         // Best effort: the original error is the one worth reporting.
         let _ = cleanup(&spec.chroot_dir);
     })
 }
 
-fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
+fn build(spec: &SandboxSpec, pool: Option<&Pool>) -> Result<Prepared, Error> {
     let facts = host_facts();
     let is_root = rustix::process::geteuid().is_root();
     let userns = facts.user_namespaces;
@@ -329,7 +306,9 @@ fn build(spec: &SandboxSpec) -> Result<Prepared, Error> {
         )
     });
     // A recycled skeleton has every file but the inputs' mount points.
-    let fresh = !skeleton.as_ref().is_some_and(|s| skeleton::take(s, chroot));
+    let fresh = !skeleton
+        .as_ref()
+        .is_some_and(|s| pool.is_some_and(|pool| pool.take(s, chroot)));
 
     if fresh {
         // Nix deletes a stale chroot first; trying the mkdir first saves a

@@ -16,16 +16,17 @@
 //!
 //! While waiting, a skeleton sits wherever the caller put the finished chroot
 //! (kiln: a temp-rooted scratch name in the store, which collectors leave
-//! alone). [`discard_recycled`] deletes the ones still waiting.
+//! alone), in the pool of the [`crate::Sandboxes`] it was recycled into, which
+//! deletes the ones still waiting when it is dropped.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::cleanup::cleanup;
+use super::cleanup::cleanup;
+use super::fresh_dir::looks_new;
 use crate::error::Error;
-use crate::fresh_dir::looks_new;
 
 /// Identifies the skeleton a chroot was made with; see [`crate::Prepared`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,7 +43,11 @@ pub struct Skeleton {
 /// parallel jobs, and each costs only a few inodes.
 const KEEP: usize = 8;
 
-static WAITING: Mutex<Vec<(Skeleton, PathBuf)>> = Mutex::new(Vec::new());
+/// The skeletons waiting for a build, and where they wait.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    waiting: Mutex<Vec<(Skeleton, PathBuf)>>,
+}
 
 impl Skeleton {
     /// `parts` must determine every file of the skeleton.
@@ -57,64 +62,69 @@ impl Skeleton {
     }
 }
 
-/// Moves a waiting skeleton like `wanted` to `chroot`; false if there is none
-/// (or it could not be moved, in which case it is deleted).
-pub(crate) fn take(wanted: &Skeleton, chroot: &Path) -> bool {
-    let found = {
-        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
-        let at = waiting.iter().position(|(s, _)| s == wanted);
-        at.map(|at| waiting.swap_remove(at).1)
-    };
-    let Some(dir) = found else { return false };
-    if std::fs::rename(&dir, chroot).is_ok() {
-        return true;
-    }
-    let _ = cleanup(&dir);
-    false
-}
-
-/// Takes the finished chroot now at `dir` (moved there by the caller after
-/// collecting the outputs) for later builds, emptying what a build may have
-/// changed; deletes it instead if it cannot be recycled.
-pub fn recycle(skeleton: Option<&Skeleton>, dir: &Path) -> Result<(), Error> {
-    let Some(skeleton) = skeleton else {
-        return cleanup(dir);
-    };
-    let full = {
-        let waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.len() >= KEEP
-    };
-    if full {
-        return cleanup(dir);
-    }
-    let unchanged = std::fs::read(dir.join("etc/passwd")).is_ok_and(|p| p == skeleton.passwd);
-    if !unchanged {
-        return cleanup(dir);
-    }
-    let scrubbed = empty(&dir.join("tmp"))
-        .and_then(|()| empty(&dir.join(&skeleton.store)))
-        .and_then(|()| remove_if_present(&dir.join("dev/ptmx")));
-    if let Err(e) = scrubbed {
-        let _ = cleanup(dir);
-        return Err(e);
-    }
-    // On ext4 a directory never shrinks: one that held many entries would
-    // show `ls -la` a size no fresh chroot has.
-    if !looks_new(&dir.join("tmp")) || !looks_new(&dir.join(&skeleton.store)) {
-        return cleanup(dir);
-    }
-    WAITING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((skeleton.clone(), dir.to_path_buf()));
-    Ok(())
-}
-
-/// Deletes every skeleton still waiting; call before the process exits.
-pub fn discard_recycled() {
-    let waiting = std::mem::take(&mut *WAITING.lock().unwrap_or_else(|e| e.into_inner()));
-    for (_, dir) in waiting {
+impl Pool {
+    /// Moves a waiting skeleton like `wanted` to `chroot`; false if there is none
+    /// (or it could not be moved, in which case it is deleted).
+    pub(crate) fn take(&self, wanted: &Skeleton, chroot: &Path) -> bool {
+        let found = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let at = waiting.iter().position(|(s, _)| s == wanted);
+            at.map(|at| waiting.swap_remove(at).1)
+        };
+        let Some(dir) = found else { return false };
+        if std::fs::rename(&dir, chroot).is_ok() {
+            return true;
+        }
         let _ = cleanup(&dir);
+        false
+    }
+
+    /// Takes the finished chroot now at `dir` (moved there by the caller after
+    /// collecting the outputs) for later builds, emptying what a build may have
+    /// changed; deletes it instead if it cannot be recycled.
+    pub(crate) fn recycle(&self, skeleton: Option<&Skeleton>, dir: &Path) -> Result<(), Error> {
+        let Some(skeleton) = skeleton else {
+            return cleanup(dir);
+        };
+        let full = {
+            let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.len() >= KEEP
+        };
+        if full {
+            return cleanup(dir);
+        }
+        let unchanged = std::fs::read(dir.join("etc/passwd")).is_ok_and(|p| p == skeleton.passwd);
+        if !unchanged {
+            return cleanup(dir);
+        }
+        let scrubbed = empty(&dir.join("tmp"))
+            .and_then(|()| empty(&dir.join(&skeleton.store)))
+            .and_then(|()| remove_if_present(&dir.join("dev/ptmx")));
+        if let Err(e) = scrubbed {
+            let _ = cleanup(dir);
+            return Err(e);
+        }
+        // On ext4 a directory never shrinks: one that held many entries would
+        // show `ls -la` a size no fresh chroot has.
+        if !looks_new(&dir.join("tmp")) || !looks_new(&dir.join(&skeleton.store)) {
+            return cleanup(dir);
+        }
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((skeleton.clone(), dir.to_path_buf()));
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    /// Skeletons are scratch directories in the caller's store: none outlives
+    /// the pool.
+    fn drop(&mut self) {
+        let waiting = std::mem::take(self.waiting.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (_, dir) in waiting {
+            let _ = cleanup(&dir);
+        }
     }
 }
 

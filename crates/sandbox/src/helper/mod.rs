@@ -1,15 +1,16 @@
-//! The helper process ("zygote"): started once per caller process by
-//! [`crate::run`] as `<exe> HELPER_ARG`, it serves one request per build:
-//! read the plan, clone the sandboxed child into new namespaces (as a sibling,
-//! `CLONE_PARENT`, so the caller waits for the builder as Nix waits for its
-//! own), write the child's uid/gid maps, signal it, and wait for the next
-//! request.
+//! The helper process: started by the caller (see `caller/helpers.rs`) as
+//! `<exe> HELPER_ARG` and kept for later builds, it serves one request per
+//! build: read the plan, clone the sandboxed child into new namespaces (as a
+//! sibling, `CLONE_PARENT`, so the caller waits for the builder as Nix waits
+//! for its own), write the child's uid/gid maps, signal it, and wait for the
+//! next request.
 //!
 //! Why a separate executable: the caller is multi-threaded, and a clone of a
 //! multi-threaded process may only call async-signal-safe functions. The
-//! helper is single-threaded, so its child can run ordinary code (allocate,
-//! format errors) during setup. Why it stays alive: starting a process costs
-//! about a millisecond here, a fifth of the whole budget of a trivial build.
+//! helper is single-threaded (checked at startup, see [`SingleThreaded`]), so
+//! its child can run ordinary code (allocate, format errors) during setup. Why
+//! it stays alive: starting a process costs about a millisecond here, a fifth
+//! of the whole budget of a trivial build.
 //!
 //! Two kinds of helper run side by side (see [`HelperKind`]): the one started
 //! with [`FILTERED_ARG`] as its second argument installs Nix's syscall filter
@@ -19,64 +20,74 @@
 //! that want exactly that filter; the other helper serves the rest.
 //!
 //! Descriptors: 0 = a Unix stream socket to the caller (requests in, one
-//! readiness line out), 1 and 2 = /dev/null. A request is `u32 LE length |
-//! plan` with two descriptors attached (`SCM_RIGHTS`): the pty slave and the
-//! write end of that build's status pipe. Each request's outcome goes to its
-//! status pipe; the socket only carries requests. EOF on it ends the helper.
+//! readiness line out), 1 and 2 = /dev/null. Requests are framed as in
+//! `protocol/request.rs`; each request's outcome goes to its status pipe; the
+//! socket only carries requests. EOF on it ends the helper, and with it every
+//! sandbox it started; its last words on the socket are the pids of the spare
+//! children it killed (see [`protocol::request`](crate::protocol::request)),
+//! which only the caller, their parent, can reap.
+//!
+//! This room clones processes in two places (a child for a request, and a
+//! spare ahead of one); both go through [`SingleThreaded::clone_process`],
+//! the only `unsafe` outside `sys`.
 
-use std::io::IoSliceMut;
-use std::mem::MaybeUninit;
+mod idmap;
+mod netpool;
+mod spares;
+
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
+use self::netpool::NetworkPool;
+use self::spares::Spares;
 use crate::error::errno_text;
-use crate::idmap;
-use crate::netpool::NetworkPool;
-use crate::plan::{flags, Plan};
-use crate::status;
+use crate::protocol::plan::{flags, Plan};
+use crate::protocol::request::{receive, Request};
+use crate::protocol::{status, HelperKind, FILTERED_ARG, READY_LINE};
 use crate::sys;
 
-/// The argument that makes an executable run [`helper_main`].
-pub const HELPER_ARG: &str = "__kiln-sandbox-helper";
+/// Proof that this process has exactly one thread, which is what makes
+/// `clone` without `CLONE_VM` sound and lets the clone run ordinary code.
+/// Made only by [`SingleThreaded::check`] in [`helper_main`], which starts no
+/// thread afterwards; neither `Send` nor `Sync`, so it cannot reach a thread
+/// that was started some other way.
+#[derive(Clone, Copy)]
+pub(crate) struct SingleThreaded(PhantomData<*const ()>);
 
-/// The second argument of the helper that filters its own syscalls.
-pub(crate) const FILTERED_ARG: &str = "filtered";
-
-/// Which helper serves a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) enum HelperKind {
-    /// Clones unfiltered children, which install whatever filter their plan asks for.
-    Plain,
-    /// Filters its own syscalls, without new privileges; its children inherit that.
-    Filtered,
-}
-
-impl HelperKind {
-    pub(crate) fn for_plan(filter_syscalls: bool, allow_new_privileges: bool) -> HelperKind {
-        if filter_syscalls && !allow_new_privileges {
-            HelperKind::Filtered
+impl SingleThreaded {
+    /// Counts the threads of this process in `/proc/self/task`.
+    fn check() -> Result<SingleThreaded, String> {
+        let tasks = std::fs::read_dir("/proc/self/task")
+            .map_err(|e| format!("cannot count this process's threads in /proc/self/task: {e}"))?
+            .count();
+        if tasks == 1 {
+            Ok(SingleThreaded(PhantomData))
         } else {
-            HelperKind::Plain
+            Err(format!(
+                "the sandbox helper must be a single-threaded process, but this one has \
+                 {tasks} threads (call helper_main first thing in main)"
+            ))
         }
     }
 
-    fn of_plan(plan: &Plan) -> HelperKind {
-        HelperKind::for_plan(
-            plan.has(flags::FILTER_SYSCALLS),
-            plan.has(flags::ALLOW_NEW_PRIVILEGES),
-        )
+    /// `clone(2)` with `flags`, fork-like: 0 in the child, its pid in the parent.
+    pub(crate) fn clone_process(self, flags: libc::c_ulong) -> std::io::Result<libc::pid_t> {
+        // SAFETY: `self` proves this process had one thread when the helper
+        // started, and the helper starts none (nor does anything it calls), so
+        // the clone is a copy of a single-threaded process: no lock can be held
+        // by a thread that does not exist in the child.
+        unsafe { sys::clone_process(flags) }
     }
 }
 
-/// The line a helper writes on its socket once it is ready for requests.
-pub(crate) const READY_LINE: &[u8] = b"kiln-sandbox-helper 1 ready\n";
-
-/// Runs the helper. Call this, and nothing else, when the process was started
-/// with [`HELPER_ARG`] as its first argument; it never returns.
+/// Runs the helper; it never returns. Call this when the process was started
+/// with [`crate::HELPER_ARG`] as its first argument, before anything starts a thread:
+/// it refuses to run (reports the error to its caller and exits with status 1)
+/// when the process has more than one thread.
 pub fn helper_main() -> ! {
     let kind = if std::env::args_os().nth(2).as_deref() == Some(std::ffi::OsStr::new(FILTERED_ARG))
     {
@@ -98,26 +109,36 @@ pub fn helper_main() -> ! {
     // leak to us without close-on-exec (a lock file, say: its flock would
     // live as long as this process).
     let _ = rustix::process::chdir(c"/");
-    let _ = sys::close_from(3);
+    // SAFETY: this function never returns and ends the process with `_exit`, so
+    // no owner its caller made of a descriptor above stderr is dropped; and the
+    // process has no other thread to use one (checked just below, before the
+    // first clone, which is what needs it).
+    let _ = unsafe { sys::close_from(3) };
     // Before the first clone: children inherit what it finds.
     let _ = sys::ignored_signals();
+    let single = SingleThreaded::check();
     let startup = startup.and_then(|()| match kind {
-        HelperKind::Filtered => crate::seccomp::install(false),
+        HelperKind::Filtered => crate::child::seccomp::install(false),
         HelperKind::Plain => Ok(()),
     });
+    let (startup, single) = match (startup, single) {
+        (Ok(()), Ok(single)) => (Ok(()), Some(single)),
+        (Err(e), _) | (Ok(()), Err(e)) => (Err(e), None),
+    };
     let hello = match &startup {
         Ok(()) => READY_LINE.to_vec(),
         Err(message) => format!("error: {message}\n").into_bytes(),
     };
-    if startup.is_err() || rustix::io::write(sock, &hello) != Ok(hello.len()) {
-        sys::exit_now(1);
-    }
+    let said = rustix::io::write(sock, &hello) == Ok(hello.len());
+    let Some(single) = single.filter(|_| said) else {
+        sys::exit_now(1)
+    };
     let mut nets = NetworkPool::new();
     let mut spares = Spares::new();
     if kind == HelperKind::Filtered {
         // Plans ask for a user namespace exactly when the host allows them (see
         // `prepare`): the first spare need not wait for the first request.
-        spares.user_namespace = Some(crate::prepare::user_namespaces_enabled());
+        spares.user_namespace = Some(crate::host::user_namespaces_enabled());
     }
     let mut started = Started(Vec::new());
     loop {
@@ -125,17 +146,24 @@ pub fn helper_main() -> ! {
         // (of a parallel job) is already waiting.
         if !request_pending(sock) {
             nets.tend();
-            spares.replenish(&mut nets);
+            spares.replenish(single, &mut nets);
             started.forget_exited();
         }
         match receive(sock) {
             Ok(Some(request)) => {
-                if let Some(pid) = serve(request, kind, &mut nets, &mut spares) {
+                if let Some(pid) = serve(single, request, kind, &mut nets, &mut spares) {
                     started.add(pid);
                 }
             }
             Ok(None) => {
                 started.kill_all();
+                // The spare is the caller's child (CLONE_PARENT): it reaps it.
+                let reap: Vec<u8> = spares
+                    .discard()
+                    .into_iter()
+                    .flat_map(|pid| pid.to_le_bytes())
+                    .collect();
+                let _ = rustix::io::write(sock, &reap);
                 sys::exit_now(0)
             }
             Err(_) => {
@@ -163,7 +191,7 @@ impl Started {
     }
 
     fn forget_exited(&mut self) {
-        self.0.retain(|pidfd| !crate::netpool::has_exited(pidfd));
+        self.0.retain(|pidfd| !netpool::has_exited(pidfd));
     }
 
     fn kill_all(&self) {
@@ -174,17 +202,9 @@ impl Started {
     }
 }
 
-pub(crate) struct Request {
-    pub(crate) plan: Vec<u8>,
-    pub(crate) pty: OwnedFd,
-    pub(crate) status: OwnedFd,
-    /// Read end of the pipe on which the caller sends the store inputs' binds
-    /// when the sandbox may go on (EOF: abandon it).
-    pub(crate) go: OwnedFd,
-}
-
 /// Serves one request; the pid of the sandbox it started, if any.
 fn serve(
+    single: SingleThreaded,
     request: Request,
     kind: HelperKind,
     nets: &mut NetworkPool,
@@ -196,7 +216,7 @@ fn serve(
         status,
         go,
     } = request;
-    let started = start(&plan, kind, &pty, &status, &go, nets, spares);
+    let started = start(single, &plan, kind, [&pty, &status, &go], nets, spares);
     if let Err(message) = &started {
         status::send(
             status.as_raw_fd(),
@@ -211,7 +231,7 @@ fn serve(
 }
 
 /// A sandboxed child that exists and waits for its uid map and sync byte.
-struct Launched {
+pub(crate) struct Cloned {
     pid: libc::pid_t,
     /// Where the sync byte goes: a pipe, or a spare's socket.
     sync: OwnedFd,
@@ -219,11 +239,10 @@ struct Launched {
 }
 
 fn start(
+    single: SingleThreaded,
     plan_bytes: &[u8],
     kind: HelperKind,
-    pty: &OwnedFd,
-    status: &OwnedFd,
-    go: &OwnedFd,
+    [pty, status, go]: [&OwnedFd; 3],
     nets: &mut NetworkPool,
     spares: &mut Spares,
 ) -> Result<libc::pid_t, String> {
@@ -243,9 +262,9 @@ fn start(
     };
     let launched = match launched {
         Some(launched) => launched,
-        None => clone_for(&plan, kind, [pty, status, go], nets)?,
+        None => clone_for(single, &plan, kind, [pty, status, go], nets)?,
     };
-    let Launched {
+    let Cloned {
         pid,
         sync,
         user_namespace,
@@ -303,7 +322,7 @@ fn start(
 }
 
 /// The namespaces every sandbox gets, whatever its plan.
-const BASE_CLONE_FLAGS: libc::c_ulong = (libc::CLONE_NEWPID
+pub(crate) const BASE_CLONE_FLAGS: libc::c_ulong = (libc::CLONE_NEWPID
     | libc::CLONE_NEWNS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUTS
@@ -312,11 +331,12 @@ const BASE_CLONE_FLAGS: libc::c_ulong = (libc::CLONE_NEWPID
 
 /// Clones a child for `plan` now (no spare fits).
 fn clone_for(
+    single: SingleThreaded,
     plan: &Plan,
     kind: HelperKind,
     [pty, status, go]: [&OwnedFd; 3],
     nets: &mut NetworkPool,
-) -> Result<Launched, String> {
+) -> Result<Cloned, String> {
     let (sync_read, sync_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| format!("creating a pipe: {}", errno_text(e.raw_os_error())))?;
     let mut clone_flags = BASE_CLONE_FLAGS;
@@ -334,9 +354,7 @@ fn clone_for(
         clone_flags |= libc::CLONE_NEWUSER as libc::c_ulong;
     }
 
-    // SAFETY: the helper is single-threaded: it is a freshly executed process
-    // whose helper_main starts no threads.
-    let attempt = |flags| unsafe { sys::clone_process(flags) };
+    let attempt = |flags| single.clone_process(flags);
     let mut cloned = attempt(clone_flags);
     if user_namespace
         && matches!(
@@ -375,196 +393,14 @@ fn clone_for(
     if let Some(entered) = entered {
         entered.lend_to(pid);
     }
-    Ok(Launched {
+    Ok(Cloned {
         pid,
         sync: sync_write,
         user_namespace,
     })
 }
 
-/// A child cloned ahead of time, in the namespaces of a typical sandbox (see
-/// `child::spare_main`): cloning a process into five new namespaces is the
-/// most expensive step of starting a sandbox, and this takes it, with the
-/// syscall filter and the host name, off the path between a build's request
-/// and its builder.
-///
-/// A spare serves only a plan that wants exactly its setup: a private network,
-/// the default syscall filter without new privileges, and a user namespace if
-/// and only if the spare has one. Anything else is cloned on request as before.
-pub(crate) struct Spares {
-    spare: Option<Spare>,
-    /// Whether requests ask for a user namespace; spares are made only once a
-    /// request has said.
-    user_namespace: Option<bool>,
-    /// Spares failed to start; stop trying.
-    disabled: bool,
-}
-
-struct Spare {
-    pid: libc::pid_t,
-    ctl: OwnedFd,
-    user_namespace: bool,
-}
-
-impl Spares {
-    pub(crate) fn new() -> Spares {
-        Spares {
-            spare: None,
-            user_namespace: None,
-            disabled: false,
-        }
-    }
-
-    fn fits(plan: &Plan) -> bool {
-        plan.has(flags::PRIVATE_NETWORK)
-            && plan.has(flags::FILTER_SYSCALLS)
-            && !plan.has(flags::ALLOW_NEW_PRIVILEGES)
-    }
-
-    fn learn(&mut self, plan: &Plan) {
-        if Self::fits(plan) {
-            self.user_namespace = Some(plan.has(flags::USER_NAMESPACE));
-        }
-    }
-
-    fn take_for(&mut self, plan: &Plan) -> Option<Spare> {
-        let fits = Self::fits(plan)
-            && self
-                .spare
-                .as_ref()
-                .is_some_and(|s| s.user_namespace == plan.has(flags::USER_NAMESPACE));
-        if fits {
-            self.spare.take()
-        } else {
-            None
-        }
-    }
-
-    /// Makes a spare if there is none and requests have shown what it needs.
-    pub(crate) fn replenish(&mut self, nets: &mut NetworkPool) {
-        if self.disabled || self.spare.is_some() {
-            return;
-        }
-        let Some(user_namespace) = self.user_namespace else {
-            return;
-        };
-        match make_spare(user_namespace, nets) {
-            Some(spare) => self.spare = Some(spare),
-            None => self.disabled = true,
-        }
-    }
-}
-
-fn make_spare(user_namespace: bool, nets: &mut NetworkPool) -> Option<Spare> {
-    let (ours, theirs) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .ok()?;
-    let mut clone_flags = BASE_CLONE_FLAGS;
-    let entered = nets.enter();
-    let network_ready = entered.is_some();
-    if !network_ready {
-        clone_flags |= libc::CLONE_NEWNET as libc::c_ulong;
-    }
-    if user_namespace {
-        clone_flags |= libc::CLONE_NEWUSER as libc::c_ulong;
-    }
-    // SAFETY: the helper is single-threaded (see clone_for).
-    let pid = match unsafe { sys::clone_process(clone_flags) } {
-        Ok(0) => {
-            drop(ours);
-            crate::child::spare_main(theirs, user_namespace, network_ready)
-        }
-        Ok(pid) => pid,
-        Err(_) => return None,
-    };
-    if let Some(entered) = entered {
-        entered.lend_to(pid);
-    }
-    Some(Spare {
-        pid,
-        ctl: ours,
-        user_namespace,
-    })
-}
-
-impl Spare {
-    /// Gives the request to the spare; `None` (and the spare killed) if it is
-    /// gone, so that the caller clones a child instead.
-    fn hand_over(self, plan_bytes: &[u8], fds: [&OwnedFd; 3]) -> Option<Launched> {
-        let frame = crate::zygote::frame(plan_bytes).ok()?;
-        match crate::zygote::send(self.ctl.as_fd(), &frame, fds.map(|fd| fd.as_fd())) {
-            Ok(()) => Some(Launched {
-                pid: self.pid,
-                sync: self.ctl,
-                user_namespace: self.user_namespace,
-            }),
-            Err(_) => {
-                if let Some(pid) = Pid::from_raw(self.pid) {
-                    let _ = rustix::process::kill_process(pid, Signal::KILL);
-                }
-                None
-            }
-        }
-    }
-}
-
 fn request_pending(sock: BorrowedFd<'_>) -> bool {
     let mut fds = [PollFd::new(&sock, PollFlags::IN)];
     matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-}
-
-/// Reads one request; `None` at EOF (the caller is gone).
-pub(crate) fn receive(sock: BorrowedFd<'_>) -> Result<Option<Request>, String> {
-    let mut header = [0u8; 4];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = loop {
-        match rustix::net::recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut header)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => break other.map_err(|e| format!("receiving a request: {e}"))?,
-        }
-    };
-    if msg.bytes == 0 {
-        return Ok(None);
-    }
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
-        }
-    }
-    read_exact(sock, &mut header[msg.bytes..])?;
-    let mut plan = vec![0u8; u32::from_le_bytes(header) as usize];
-    read_exact(sock, &mut plan)?;
-    let mut fds = fds.into_iter();
-    match (fds.next(), fds.next(), fds.next(), fds.next()) {
-        (Some(pty), Some(status), Some(go), None) => Ok(Some(Request {
-            plan,
-            pty,
-            status,
-            go,
-        })),
-        _ => Err("a request must carry exactly three descriptors".into()),
-    }
-}
-
-fn read_exact(sock: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<(), String> {
-    while !buf.is_empty() {
-        match rustix::io::read(sock, &mut *buf) {
-            Ok(0) => return Err("request truncated".into()),
-            Ok(n) => buf = &mut buf[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(format!("reading a request: {e}")),
-        }
-    }
-    Ok(())
 }

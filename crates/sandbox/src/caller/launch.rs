@@ -9,7 +9,7 @@
 use std::io::{IoSlice, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -20,11 +20,15 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
+use super::cancel::{KillHandle, Registry, Target};
+use super::helpers::Helpers;
+use super::prepare::Prepared;
+use super::pty;
+use super::pump::{self, End, Limits};
+use super::spec::SandboxSpec;
 use crate::error::Error;
-use crate::prepare::Prepared;
-use crate::pump::{self, End, Limits};
-use crate::spec::SandboxSpec;
-use crate::{plan, pty, status, sys, zygote};
+use crate::protocol::{plan, status, TREES_PER_MESSAGE};
+use crate::sys;
 
 /// How a sandboxed run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +44,9 @@ pub enum Outcome {
     Silent,
     /// More than `max-build-log-size` bytes of output; the sandbox was killed.
     LogLimitExceeded,
+    /// Its [`KillHandle`] was fired (or [`crate::Sandboxes::cancel_all`] called) before the
+    /// builder ended on its own; the sandbox was killed.
+    Cancelled,
 }
 
 impl Outcome {
@@ -67,6 +74,7 @@ impl Outcome {
                 "killed after writing more than {} bytes of log output",
                 spec.max_log_size.unwrap_or_default()
             ),
+            Outcome::Cancelled => "was cancelled".into(),
         }
     }
 }
@@ -108,22 +116,16 @@ fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-/// Runs the prepared sandbox and returns how it ended. `helper_exe` is an
-/// executable whose `main` calls [`crate::helper_main`] when its first
-/// argument is [`crate::HELPER_ARG`] (the `kiln` binary itself); it is started once
-/// per process and kept for later runs. The builder's combined stdout/stderr
-/// is streamed into `log`. The chroot is left in place for the caller to
-/// collect outputs and then [`crate::cleanup`].
-pub fn run(prepared: &Prepared, helper_exe: &Path, log: &mut dyn Write) -> Result<Outcome, Error> {
-    launch(prepared, helper_exe)?.go(prepared, log)
-}
-
 /// Starts the sandbox for `prepared` without letting it reach its store
 /// inputs: the namespaces, the chroot's mounts other than the inputs, the id
 /// maps are all set up, and the process then waits for [`Launched::go`].
 /// A build prepared while its inputs are still being built can thus start
 /// all of that early. Dropping the handle instead ends the sandbox.
-pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error> {
+pub(crate) fn launch(
+    prepared: &Prepared,
+    helpers: &Helpers,
+    running: &Registry,
+) -> Result<Launched, Error> {
     let pty = pty::open(prepared.pty_owner)?;
     let (status_read, status_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating the status pipe", e))?;
@@ -136,8 +138,7 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
         None,
     )
     .map_err(|e| Error::sys("creating the inputs socket", e))?;
-    zygote::submit(
-        helper_exe,
+    helpers.submit(
         prepared.helper,
         &prepared.plan,
         [pty.slave.as_fd(), status_write.as_fd(), go_read.as_fd()],
@@ -146,6 +147,7 @@ pub fn launch(prepared: &Prepared, helper_exe: &Path) -> Result<Launched, Error>
     // pipe and on the pty must mean what they say.
     drop((status_write, pty.slave, go_read));
     Ok(Launched {
+        target: running.register(),
         pty_master: pty.master,
         status: Some(status_read),
         go: Some(go_write),
@@ -178,12 +180,10 @@ fn send_inputs(go: BorrowedFd<'_>, message: &[u8], trees: &[OwnedFd]) -> std::io
     Ok(())
 }
 
-/// Descriptors per message of [`send_inputs`] (the child reads as many).
-pub(crate) const TREES_PER_MESSAGE: usize = 32;
-
-/// A sandbox started by [`launch`] and waiting for its store inputs.
+/// A sandbox started by [`crate::Sandboxes::launch`] and waiting for its store inputs.
 #[derive(Debug)]
 pub struct Launched {
+    target: Arc<Target>,
     pty_master: OwnedFd,
     /// Taken by `go` (the `Drop` of an abandoned sandbox reads it instead).
     status: Option<OwnedFd>,
@@ -191,6 +191,12 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// A handle that stops this sandbox from another thread, before or during
+    /// [`Launched::go`]; see [`KillHandle::kill`].
+    pub fn kill_handle(&self) -> KillHandle {
+        KillHandle(Arc::clone(&self.target))
+    }
+
     /// Binds the store inputs `prepared` has now (see [`Prepared::replace_inputs`])
     /// and lets the builder run; returns how it ended. `prepared` must be the
     /// one this sandbox was launched with. Time limits count from here.
@@ -210,6 +216,14 @@ impl Launched {
         log: &mut dyn Write,
     ) -> Result<(Outcome, Lingering), Error> {
         let started = Instant::now();
+        if self.target.is_cancelled() {
+            // Dropping the sandbox ends it before the builder starts.
+            drop(self);
+            let nothing = Lingering {
+                _mount_namespace: None,
+            };
+            return Ok((Outcome::Cancelled, nothing));
+        }
         let (binds, trees) = if prepared.pivots_early {
             let late = prepared.late_inputs();
             let trees = late
@@ -261,7 +275,7 @@ impl Launched {
             max_silent_time: prepared.max_silent_time,
             max_log_size: prepared.max_log_size,
         };
-        let registered = Registered::new(pid);
+        self.target.started(pid);
         // Best effort: a builder already gone has taken its namespace with it.
         let lingering = Lingering {
             _mount_namespace: open_mount_namespace(pid),
@@ -270,10 +284,13 @@ impl Launched {
         // Whatever happened, the sandbox goes now: killing its PID 1 kills every
         // process in its PID namespace. After EOF this is Nix's "the builder could
         // also have simply closed its end of the pipe, so just to be sure, kill it".
+        let cancelled = self.target.finished();
         let _ = rustix::process::kill_process(pid, Signal::KILL);
         let status = reap(pid)?;
-        drop(registered);
         let outcome = match end? {
+            // A builder that exited on its own before the cancel reached it keeps
+            // its own outcome.
+            End::Eof if cancelled && status.exit_status().is_none() => Outcome::Cancelled,
             End::Eof => Outcome::from_wait(status),
             End::Timeout => Outcome::TimedOut,
             End::Silence => Outcome::Silent,
@@ -316,42 +333,6 @@ impl Drop for Launched {
                 let _ = reap(pid);
             }
         }
-    }
-}
-
-/// PID 1 of every sandbox running in this process, so an interrupted caller can stop
-/// them all (killing PID 1 kills its whole PID namespace).
-static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
-/// SIGKILL every sandbox this process is running; their [`run`]s then return as
-/// killed by signal 9. For Ctrl-C handling.
-pub fn kill_running_builders() {
-    for raw in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        if let Some(pid) = Pid::from_raw(*raw) {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-        }
-    }
-}
-
-/// Keeps `pid` in [`RUNNING`] for its lifetime.
-struct Registered(i32);
-
-impl Registered {
-    fn new(pid: Pid) -> Registered {
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(pid.as_raw_nonzero().get());
-        Registered(pid.as_raw_nonzero().get())
-    }
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != self.0);
     }
 }
 

@@ -45,8 +45,11 @@ pub fn kill_user_processes(uid: u32) -> Result<(), Error> {
     };
     if rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).is_err() {
         // A thread left with a build user's credentials would do the rest of
-        // the build (chown, registration) as that user: stop instead.
-        eprintln!("kiln: cannot return to root after killing the processes of uid {uid}");
+        // the build (chown, registration) as that user: stop instead. Not an
+        // error to return (a caller could carry on as that user), and not a
+        // panic (one could be caught); a library has no stderr of its own to
+        // explain it on. Cannot happen short of a syscall filter: the saved uid
+        // is root, which lets the thread become root again.
         std::process::abort();
     }
     if let Some(dumpable) = dumpable {

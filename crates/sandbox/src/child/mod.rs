@@ -10,6 +10,11 @@
 //! the maps while the child mounts, and the child waits only before `setuid`.
 //! The builder cannot observe the difference.
 
+pub(crate) mod builtin;
+mod mounts;
+pub(crate) mod net;
+pub(crate) mod seccomp;
+
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -19,9 +24,9 @@ use rustix::process::{Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
 
 use crate::error::errno_text;
-use crate::plan::{flags, Plan};
-use crate::status::{self, STATUS_FD};
-use crate::{mounts, net, seccomp, sys};
+use crate::protocol::plan::{flags, Plan};
+use crate::protocol::status::{self, STATUS_FD};
+use crate::sys;
 
 const PER_LINUX32: libc::c_ulong = 0x0008;
 const UNAME26: libc::c_ulong = 0x0020000;
@@ -44,13 +49,15 @@ pub(crate) fn main(
     run(plan, sync, fds, user_namespace, early)
 }
 
-/// Entry point of a spare child (see `spare.rs`), cloned before its request exists: it
+/// Entry point of a spare child (see `helper/spares.rs`), cloned before its request exists: it
 /// does what is the same for every sandbox, then waits on `ctl` (the helper's socket)
 /// for a request, which the helper only sends if the plan asks for exactly that
 /// (private network, syscall filter, no new privileges); later the helper writes the
 /// sync byte on the same socket. Never returns.
 pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool) -> ! {
-    let Ok(ctl) = sys::isolate_spare(ctl) else {
+    // SAFETY: a fresh spare clone, which ends in `_exit` or `execve` and never
+    // returns into the helper's code that owns the other descriptors.
+    let Ok(ctl) = (unsafe { sys::isolate_spare(ctl) }) else {
         sys::exit_now(1)
     };
     // Spares serve only plans with the default filter, which only the filtering
@@ -59,7 +66,7 @@ pub(crate) fn spare_main(ctl: OwnedFd, user_namespace: bool, network_ready: bool
         // The helper sees the spare gone when it forwards a request, and clones anew.
         sys::exit_now(1);
     }
-    let request = match crate::helper::receive(ctl.as_fd()) {
+    let request = match crate::protocol::request::receive(ctl.as_fd()) {
         Ok(Some(request)) => request,
         _ => sys::exit_now(0),
     };
@@ -113,7 +120,9 @@ fn run(
     let mut status_fd = status;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Out of the way of the fixed numbers first.
-        let go = sys::dup_above(go, STATUS_FD + 7)
+        // SAFETY: `go` is this child's to take: its owner is the helper's
+        // request, which the child never drops (it never returns into the helper).
+        let go = unsafe { sys::dup_above(go, STATUS_FD + 7) }
             .map_err(|e| sys_fail("placing the inputs pipe", e))?;
         place_fds(pty, status)?;
         status_fd = STATUS_FD;
@@ -134,15 +143,21 @@ fn run(
 fn place_fds(pty: RawFd, status: RawFd) -> Result<(), String> {
     // The pty first: the status descriptor may currently sit where the pty
     // goes (never the other way round: 1 and 2 are taken when fds arrive).
-    sys::dup_onto(pty, 2, false)
+    // SAFETY: 1 and 2 have no Rust owner; STATUS_FD may be one of
+    // the helper's descriptors, whose owners the child never uses or drops.
+    unsafe { sys::dup_onto(pty, 2, false) }
         .map_err(|e| sys_fail("cannot pipe standard error into log file", e))?;
-    sys::dup_onto(2, 1, false).map_err(|e| sys_fail("cannot dup stderr into stdout", e))?;
-    sys::dup_onto(status, STATUS_FD, true).map_err(|e| sys_fail("placing the status pipe", e))
+    // SAFETY: as above.
+    unsafe { sys::dup_onto(2, 1, false) }
+        .map_err(|e| sys_fail("cannot dup stderr into stdout", e))?;
+    // SAFETY: as above.
+    unsafe { sys::dup_onto(status, STATUS_FD, true) }
+        .map_err(|e| sys_fail("placing the status pipe", e))
 }
 
 /// The store inputs' binds from the go pipe; `None` if the caller abandoned
 /// the build (EOF before any byte).
-fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::plan::Bind>>, String> {
+fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::protocol::plan::Bind>>, String> {
     let mut header = [0u8; 4];
     if !read_full(go, &mut header)? {
         return Ok(None);
@@ -151,7 +166,7 @@ fn receive_inputs(go: BorrowedFd<'_>) -> Result<Option<Vec<crate::plan::Bind>>, 
     if !read_full(go, &mut payload)? {
         return Err("the sandbox inputs were cut short".into());
     }
-    crate::plan::decode_binds(&payload).map(Some)
+    crate::protocol::plan::decode_binds(&payload).map(Some)
 }
 
 /// Fills `buf`; false at EOF before the first byte.
@@ -190,7 +205,8 @@ fn open_stdin() -> Result<(), String> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| sys_fail("cannot open '/dev/null'", e))?;
-    sys::dup_onto(null.as_raw_fd(), 0, false)
+    // SAFETY: stdin has no Rust owner.
+    unsafe { sys::dup_onto(null.as_raw_fd(), 0, false) }
         .map_err(|e| sys_fail("cannot dup null device into stdin", e))
 }
 
@@ -200,8 +216,8 @@ fn receive_trees(go: BorrowedFd<'_>, count: usize) -> Result<Vec<OwnedFd>, Strin
     let mut trees = Vec::with_capacity(count);
     while trees.len() < count {
         let mut byte = [0u8];
-        let mut space =
-            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(crate::run::TREES_PER_MESSAGE))];
+        let mut space = [MaybeUninit::uninit();
+            rustix::cmsg_space!(ScmRights(crate::protocol::TREES_PER_MESSAGE))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let received = match rustix::net::recvmsg(
             go,
@@ -316,7 +332,10 @@ fn setup(
         )
     })?;
     // Everything but stdio and the close-on-exec status pipe.
-    sys::close_from(STATUS_FD + 1).map_err(|e| sys_fail("closing file descriptors", e))?;
+    // SAFETY: this child's own owners (`sync`, `go`, the input trees) are gone by
+    // now; the rest belong to the helper's code, which the child never returns to.
+    unsafe { sys::close_from(STATUS_FD + 1) }
+        .map_err(|e| sys_fail("closing file descriptors", e))?;
 
     if plan.has(flags::LINUX32) {
         sys::personality(PER_LINUX32).map_err(|e| sys_fail("cannot set 32-bit personality", e))?;
@@ -342,7 +361,7 @@ fn setup(
 
     sys::reset_signals();
     status::send(STATUS_FD, status::TAG_READY, &[]);
-    if let Some((runner, name)) = crate::builtin::for_builder(plan.builder.to_bytes()) {
+    if let Some((runner, name)) = builtin::for_builder(plan.builder.to_bytes()) {
         run_builtin(runner, name, plan)
     }
     let err = sys::execve(&plan.builder, &plan.argv, &plan.envp);
@@ -355,11 +374,13 @@ fn setup(
 
 /// Runs a builtin builder in this process, which from here on is the builder: its
 /// output goes to the log and its exit status is the build's.
-fn run_builtin(runner: crate::builtin::BuiltinRunner, name: &[u8], plan: &Plan) -> ! {
+fn run_builtin(runner: builtin::BuiltinRunner, name: &[u8], plan: &Plan) -> ! {
     // There is no `execve` to close the status pipe, and the caller reads it to EOF
     // before it pumps the log.
-    let _ = sys::close_from(STATUS_FD);
-    let env = crate::builtin::split_env(plan.envp.iter().map(|e| e.to_bytes()));
+    // SAFETY: as before `execve` (see `setup`): nothing above stderr has an
+    // owner this process will use or drop.
+    let _ = unsafe { sys::close_from(STATUS_FD) };
+    let env = builtin::split_env(plan.envp.iter().map(|e| e.to_bytes()));
     let result = std::panic::catch_unwind(|| runner(name, &env));
     let message = match result {
         Ok(Ok(())) => sys::exit_now(0),
