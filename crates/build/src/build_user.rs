@@ -43,15 +43,8 @@ impl BuildUser {
     /// machine's own state directory, shared by every store, as in Nix); otherwise the
     /// builder runs as the caller.
     pub fn acquire(global_state_dir: &Path) -> Result<BuildUser> {
-        let euid = rustix::process::geteuid().as_raw();
-        let egid = rustix::process::getegid().as_raw();
-        let unpooled = BuildUser {
-            uid: euid,
-            gid: egid,
-            claim: None,
-            no_processes_left: false,
-        };
-        if euid != 0 {
+        let unpooled = BuildUser::caller();
+        if unpooled.uid != 0 {
             return Ok(unpooled);
         }
         let Some(group) = build_group() else {
@@ -81,11 +74,21 @@ impl BuildUser {
                     no_processes_left: false,
                 };
                 // On error the lock goes back, with whatever still runs as `uid`.
-                kiln_sandbox::kill_user_processes(uid).map_err(Error::BuildUser)?;
+                crate::namespace::kill_user_processes(uid).map_err(Error::BuildUser)?;
                 return Ok(user);
             }
         }
         Err(Error::NoBuildUser(group.members))
+    }
+
+    /// The caller's own ids, for builders that cannot run as anyone else.
+    pub fn caller() -> BuildUser {
+        BuildUser {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            claim: None,
+            no_processes_left: false,
+        }
     }
 
     /// Says that the build's sandbox has been reaped: no process of this user is left,
@@ -121,7 +124,7 @@ impl Drop for BuildUser {
         // The sandbox may not have been reaped (a failed setup, an error while
         // waiting): whatever runs as the uid goes before the uid does, as after every
         // build in Nix.
-        let _ = kiln_sandbox::kill_user_processes(self.uid);
+        let _ = crate::namespace::kill_user_processes(self.uid);
         drop(claim.lock);
     }
 }

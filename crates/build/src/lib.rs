@@ -19,17 +19,23 @@ mod executor;
 mod export_graph;
 mod inputs;
 mod log;
+mod namespace;
 mod outputs;
 mod placeholders;
 mod platform;
 mod realise;
+mod runner;
 
 pub use activity::{ActivityHook, BuilderActivity};
 pub use build_user::BuildUser;
-pub use cleanup::finish_background_cleanup;
+pub use cleanup::Cleanup;
 pub use env::{builder_environment, EnvContext, Environment};
 pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};
 pub use log::{read_log, BuildLog, LOG_LINES};
 pub use platform::{Platform, Requirements};
-pub use realise::{interrupt, interrupted, realise, BuildSettings, Realised, StartHook};
+pub use namespace::NamespaceSandbox;
+pub use realise::{
+    realise, stage_ahead, BuildSettings, Job, KeptHook, KnownOutputs, Realised, Staged, StartHook,
+};
+pub use runner::{Exit, Sandbox, Started, Stop};

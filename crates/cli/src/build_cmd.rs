@@ -14,7 +14,7 @@ use kiln_build::{
 };
 use kiln_config::Config;
 use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
-use kiln_scheduler::{Event, Options, Scheduler};
+use kiln_scheduler::{CancelToken, Event, Options, Scheduler};
 use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
@@ -78,9 +78,10 @@ struct Request {
     all_outputs_of: Option<Goal>,
 }
 
-/// On the first SIGINT/SIGTERM, kill the running builders and let the run wind down
-/// (failed builds clean up as usual); on the second, exit at once.
-fn handle_interrupts() -> anyhow::Result<()> {
+/// On the first SIGINT/SIGTERM, cancel `interrupt`: the executor stops the running
+/// builders and the run winds down (stopped builds clean up as usual); on the
+/// second, exit at once.
+fn handle_interrupts(interrupt: CancelToken) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing the interrupt handler")?;
@@ -91,7 +92,7 @@ fn handle_interrupts() -> anyhow::Result<()> {
                 if count > 0 {
                     std::process::exit(130);
                 }
-                kiln_build::interrupt();
+                interrupt.cancel();
             }
         })
         .context("starting the interrupt handler")?;
@@ -99,7 +100,8 @@ fn handle_interrupts() -> anyhow::Result<()> {
 }
 
 pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow::Result<()> {
-    handle_interrupts()?;
+    let interrupt = CancelToken::new();
+    handle_interrupts(interrupt.clone())?;
     let helper_exe = std::env::current_exe().context("locating the kiln executable")?;
     // The helper starts while the store is opened and the graph planned; errors
     // surface at the first build.
@@ -149,7 +151,15 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
             None => eprintln!("{line}"),
         }
     }));
-    let mut executor = DerivationExecutor::new(&store, settings);
+    let bar = progress.bar.clone();
+    settings.on_keep_failed = Some(Arc::new(move |dir: &std::path::Path| {
+        let line = format!("note: keeping build directory '{}'", dir.display());
+        match &bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }));
+    let mut executor = DerivationExecutor::new(&store, settings).interrupted_by(interrupt.clone());
     if args.print_build_logs {
         executor = executor.with_log_echo(Arc::new(Mutex::new(std::io::stderr())));
     }
@@ -177,11 +187,10 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         kiln_build::Error,
     >| progress.event(e));
     progress.finish();
-    // Builds staged but never run drop their sandboxes and queue their directories
-    // for removal; the queue is flushed next.
+    // The executor goes with the scheduler: builds staged but never run drop their
+    // sandboxes, and every background removal is waited for.
     drop(scheduler);
     let registration_failures = store.finish_registrations();
-    kiln_build::finish_background_cleanup();
     for failure in &registration_failures {
         eprintln!(
             "error: registering the outputs of '{}': {}",
@@ -189,7 +198,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         );
     }
 
-    if kiln_build::interrupted() {
+    if interrupt.is_cancelled() {
         bail!("interrupted by the user");
     }
     let mut failed = false;

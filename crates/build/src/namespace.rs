@@ -1,0 +1,275 @@
+//! The namespace sandbox of `kiln-sandbox` behind [`Sandbox`]: the one module of this
+//! crate that calls into `kiln-sandbox`, so that a change of its API is a change here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kiln_sandbox::{InputPath, Launched, Lingering, Prepared, SandboxSpec};
+use kiln_store::LocalStore;
+
+use crate::cleanup::Cleanup;
+use crate::runner::{Exit, Sandbox, Started, Stop};
+
+/// Builders run by `kiln-sandbox` (user, mount, PID, IPC, UTS and network
+/// namespaces, a chroot), through the helper process `helper_exe`.
+pub struct NamespaceSandbox {
+    helper_exe: PathBuf,
+    stopper: Arc<Stopper>,
+}
+
+impl NamespaceSandbox {
+    /// `helper_exe` is an executable whose `main` calls `kiln_sandbox::helper_main`
+    /// when asked to (kiln itself).
+    pub fn new(helper_exe: PathBuf) -> NamespaceSandbox {
+        NamespaceSandbox {
+            helper_exe,
+            stopper: Arc::new(Stopper::default()),
+        }
+    }
+}
+
+impl Sandbox for NamespaceSandbox {
+    fn start(&self, spec: &SandboxSpec) -> Result<Box<dyn Started>, kiln_sandbox::Error> {
+        // A stale chroot from an interrupted build is removed first, as Nix does.
+        kiln_sandbox::cleanup(&spec.chroot_dir)?;
+        let prepared = kiln_sandbox::prepare(spec)?;
+        match kiln_sandbox::launch(&prepared, &self.helper_exe) {
+            Ok(launched) => Ok(Box::new(NamespaceRun {
+                spec: spec.clone(),
+                prepared: Some(prepared),
+                launched: Some(launched),
+                lingering: None,
+                stopper: Arc::clone(&self.stopper),
+            })),
+            Err(e) => {
+                let _ = kiln_sandbox::cleanup(&spec.chroot_dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for NamespaceSandbox {
+    fn drop(&mut self) {
+        self.stopper.shut_down();
+    }
+}
+
+struct NamespaceRun {
+    spec: SandboxSpec,
+    /// Taken by `finish`; what `Drop` cleans up otherwise.
+    prepared: Option<Prepared>,
+    /// Taken by `run`.
+    launched: Option<Launched>,
+    /// The finished sandbox's mount namespace, torn down with the chroot, off the
+    /// build's thread.
+    lingering: Option<Lingering>,
+    stopper: Arc<Stopper>,
+}
+
+impl Started for NamespaceRun {
+    fn store_on_host(&self) -> &Path {
+        self.prepared.as_ref().expect("not finished").chroot_store()
+    }
+
+    fn replace_inputs(&mut self, inputs: &[InputPath]) -> Result<(), kiln_sandbox::Error> {
+        self.prepared
+            .as_mut()
+            .expect("not finished")
+            .replace_inputs(inputs)
+    }
+
+    fn run(&mut self, log: &mut dyn Write, stop: &Stop) -> Result<Exit, kiln_sandbox::Error> {
+        let launched = self.launched.take().expect("run once");
+        let prepared = self.prepared.as_ref().expect("not finished");
+        if stop.is_set() {
+            return Ok(Exit::Stopped);
+        }
+        let watch = self.stopper.watch(stop);
+        let ran = launched.go_lingering(prepared, log);
+        drop(watch);
+        let (outcome, lingering) = ran?;
+        self.lingering = Some(lingering);
+        Ok(if outcome.success() {
+            Exit::Succeeded
+        } else if stop.is_set() {
+            Exit::Stopped
+        } else {
+            Exit::Failed(outcome.describe(&self.spec))
+        })
+    }
+
+    fn finish(
+        mut self: Box<Self>,
+        store: &LocalStore,
+        cleanup: &Cleanup,
+    ) -> Result<(), kiln_sandbox::Error> {
+        let prepared = self.prepared.take().expect("finish once");
+        let skeleton = prepared.skeleton().cloned();
+        let chroot = prepared.chroot_dir().to_path_buf();
+        drop(prepared);
+        remove_chroot_later(store, cleanup, chroot, skeleton, self.lingering.take())
+    }
+}
+
+impl Drop for NamespaceRun {
+    fn drop(&mut self) {
+        let Some(prepared) = self.prepared.take() else {
+            return;
+        };
+        drop(self.launched.take());
+        drop(self.lingering.take());
+        let chroot = prepared.chroot_dir().to_path_buf();
+        drop(prepared);
+        // What cannot be removed now is removed by the next build of this
+        // derivation, as after a crash.
+        let _ = kiln_sandbox::cleanup(&chroot);
+    }
+}
+
+/// Delete a chroot in the background, or keep its skeleton for the next build (see
+/// `kiln_sandbox::recycle`). It is first renamed to a temp-rooted scratch name inside
+/// the store, so neither a later build of the same derivation nor a collector (kiln's
+/// or Nix's) can trip over it. Falls back to deleting in place.
+fn remove_chroot_later(
+    store: &LocalStore,
+    cleanup: &Cleanup,
+    chroot: PathBuf,
+    skeleton: Option<kiln_sandbox::Skeleton>,
+    lingering: Option<Lingering>,
+) -> Result<(), kiln_sandbox::Error> {
+    let trash = store
+        .scratch_path("kiln-chroot-trash")
+        .ok()
+        .map(|p| store.layout().real_path(&p));
+    match trash {
+        Some(trash) if std::fs::rename(&chroot, &trash).is_ok() => {
+            cleanup.later(move || {
+                // The namespace goes first: nothing in it then still refers to
+                // the chroot's directories.
+                drop(lingering);
+                let _ = kiln_sandbox::recycle(skeleton.as_ref(), &trash);
+            });
+            Ok(())
+        }
+        _ => {
+            drop(lingering);
+            kiln_sandbox::cleanup(&chroot)
+        }
+    }
+}
+
+/// Whether a used build directory looks like a new one to a builder.
+pub(crate) fn looks_new(dir: &Path) -> bool {
+    kiln_sandbox::looks_new(dir)
+}
+
+/// Deletes chroot skeletons kept for later builds.
+pub(crate) fn discard_recycled() {
+    kiln_sandbox::discard_recycled();
+}
+
+/// Kills whatever runs as `uid` before a build may use it.
+pub(crate) fn kill_user_processes(uid: u32) -> Result<(), kiln_sandbox::Error> {
+    kiln_sandbox::kill_user_processes(uid)
+}
+
+/// Stops the builders whose [`Stop`] is set. `kiln-sandbox` on this branch can only
+/// kill every builder of the process at once, so one thread watches the stops of
+/// all runs in progress and, once one is set, kills them all, again every
+/// [`STOP_POLL`] for as long as a stopped run is in progress (it may not have
+/// reached its builder's registration yet). Every run of one scheduler shares its
+/// cancellation, and kiln runs one scheduler per process, so no bystander dies.
+#[derive(Default)]
+struct Stopper {
+    state: Mutex<Watched>,
+    wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    next_id: u64,
+    runs: Vec<(u64, Stop)>,
+    shut_down: bool,
+}
+
+/// How often stops are looked at while builders run. Waking a thread 40 times a
+/// second costs nothing measurable; a stopped build ends within this.
+const STOP_POLL: Duration = Duration::from_millis(25);
+
+/// Removes its run from the watch when dropped.
+struct Watch<'a> {
+    stopper: &'a Arc<Stopper>,
+    id: u64,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let mut state = self.stopper.lock();
+        state.runs.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Stopper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn watch<'a>(self: &'a Arc<Self>, stop: &Stop) -> Watch<'a> {
+        let id = {
+            let mut state = self.lock();
+            let id = state.next_id;
+            state.next_id += 1;
+            state.runs.push((id, stop.clone()));
+            id
+        };
+        self.wake.notify_all();
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        if thread.is_none() {
+            let me = Arc::clone(self);
+            // Without the thread, stops are only noticed between builds.
+            *thread = std::thread::Builder::new()
+                .name("kiln-stopper".into())
+                .spawn(move || me.serve())
+                .ok();
+        }
+        Watch { stopper: self, id }
+    }
+
+    fn serve(&self) {
+        let mut state = self.lock();
+        while !state.shut_down {
+            if state.runs.is_empty() {
+                state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            if state.runs.iter().any(|(_, stop)| stop.is_set()) {
+                // PLUG-IN POINT for a per-builder kill: kiln-sandbox on main offers
+                // only this, which kills every builder of the process.
+                kiln_sandbox::kill_running_builders();
+            }
+            state = self
+                .wake
+                .wait_timeout(state, STOP_POLL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn shut_down(&self) {
+        self.lock().shut_down = true;
+        self.wake.notify_all();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
