@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod executor;
 mod export_graph;
+mod in_process;
 mod inputs;
 mod log;
 mod namespace;
@@ -34,6 +35,7 @@ pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};
 pub use log::{read_log, BuildLog, LOG_LINES};
 pub use platform::{Platform, Requirements};
+pub use in_process::{BuilderCall, InProcessSandbox};
 pub use namespace::NamespaceSandbox;
 pub use realise::{
     realise, stage_ahead, BuildSettings, Job, KeptHook, KnownOutputs, Realised, Staged, StartHook,
