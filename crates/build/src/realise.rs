@@ -332,11 +332,8 @@ impl Staged {
         }
         let build_dir = self.build_dir.take().expect("built once");
         let outcome = self.run_builder(store, settings, drv, known_inputs, job);
-        // A stopped build is not a failure of its own: nothing to look at.
-        let keep = settings.keep_failed
-            && outcome
-                .as_ref()
-                .is_err_and(|e| !matches!(e, Error::Interrupted | Error::Cancelled { .. }));
+        // Stopped builds too, as in Nix (a dropped goal's directory is kept).
+        let keep = outcome.is_err() && settings.keep_failed;
         if keep {
             let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
             if let Some(tell) = &settings.on_keep_failed {

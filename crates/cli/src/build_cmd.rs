@@ -110,6 +110,12 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         let _ = kiln_sandbox::start_helper(&helper);
     });
     let store = open(location)?;
+    store.on_unclaimed_registration_failure(Box::new(|failure| {
+        eprintln!(
+            "error: registering the outputs of '{}': {}",
+            failure.what, failure.error
+        );
+    }));
     let requests = args
         .installables
         .iter()

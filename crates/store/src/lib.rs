@@ -26,7 +26,7 @@ mod symlink;
 mod temp_roots;
 mod verify;
 
-pub use background::RegistrationFailure;
+pub use background::{RegistrationFailure, UnclaimedFailureHook};
 pub use canonical::remove_tree;
 pub use db::GraphRow;
 pub use error::{Error, Result};
