@@ -26,57 +26,63 @@ pub(crate) struct BuildDirs {
 const KEEP: usize = 8;
 
 impl BuildDirs {
-/// Renames a spare directory to `dir` if there is one (never over an existing `dir`);
-/// false otherwise, or if `dir` exists.
-pub(crate) fn take(&self, dir: &Path) -> bool {
-    let Some(spare) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
-        return false;
-    };
-    match rustix::fs::renameat_with(CWD, &spare, CWD, dir, RenameFlags::NOREPLACE) {
-        Ok(()) => {
-            // The last builder may have left it with other permissions.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            true
+    /// Renames a spare directory to `dir` if there is one (never over an existing `dir`);
+    /// false otherwise, or if `dir` exists.
+    pub(crate) fn take(&self, dir: &Path) -> bool {
+        let Some(spare) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+            return false;
+        };
+        match rustix::fs::renameat_with(CWD, &spare, CWD, dir, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                // The last builder may have left it with other permissions.
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+                true
+            }
+            Err(_) => {
+                // Its name may be wanted again (EEXIST): keep it for the next build.
+                self.spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(spare);
+                false
+            }
         }
-        Err(_) => {
-            // Its name may be wanted again (EEXIST): keep it for the next build.
-            self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
-            false
+    }
+
+    /// Empties `dir` and keeps it for a later build, or deletes it. Runs off the build's
+    /// path (the cleanup thread).
+    pub(crate) fn recycle(&self, dir: PathBuf) {
+        let full = self.spare.lock().unwrap_or_else(|e| e.into_inner()).len() >= KEEP;
+        let Some(parent) = dir.parent().filter(|_| !full) else {
+            let _ = kiln_store::remove_tree(&dir);
+            return;
+        };
+        let spare = parent.join(format!(
+            ".kiln-build-dir-{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        if std::fs::rename(&dir, &spare).is_err() {
+            let _ = kiln_store::remove_tree(&dir);
+            return;
+        }
+        if empty(&spare).is_ok() && crate::namespace::looks_new(&spare) {
+            self.spare
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(spare);
+        } else {
+            let _ = kiln_store::remove_tree(&spare);
         }
     }
-}
 
-/// Empties `dir` and keeps it for a later build, or deletes it. Runs off the build's
-/// path (the cleanup thread).
-pub(crate) fn recycle(&self, dir: PathBuf) {
-    let full = self.spare.lock().unwrap_or_else(|e| e.into_inner()).len() >= KEEP;
-    let Some(parent) = dir.parent().filter(|_| !full) else {
-        let _ = kiln_store::remove_tree(&dir);
-        return;
-    };
-    let spare = parent.join(format!(
-        ".kiln-build-dir-{}-{}",
-        std::process::id(),
-        self.counter.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::rename(&dir, &spare).is_err() {
-        let _ = kiln_store::remove_tree(&dir);
-        return;
+    /// Deletes every spare directory.
+    pub(crate) fn discard(&self) {
+        let spares = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in spares {
+            let _ = std::fs::remove_dir(&dir).or_else(|_| kiln_store::remove_tree(&dir));
+        }
     }
-    if empty(&spare).is_ok() && crate::namespace::looks_new(&spare) {
-        self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
-    } else {
-        let _ = kiln_store::remove_tree(&spare);
-    }
-}
-
-/// Deletes every spare directory.
-pub(crate) fn discard(&self) {
-    let spares = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
-    for dir in spares {
-        let _ = std::fs::remove_dir(&dir).or_else(|_| kiln_store::remove_tree(&dir));
-    }
-}
 }
 
 fn empty(dir: &Path) -> std::io::Result<()> {

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -24,6 +24,8 @@ pub struct BuildUser {
     pub gid: u32,
     /// `None` when the builder runs as the caller (no pool).
     claim: Option<Claim>,
+    /// Where the claim goes when the build is done.
+    idle: Option<Arc<IdleUsers>>,
     /// The build's sandbox has been reaped, and with it every process of the uid.
     no_processes_left: bool,
 }
@@ -35,14 +37,16 @@ struct Claim {
     pool: PathBuf,
 }
 
-/// Uids this process holds, known to run no process, ready for its next build.
-static IDLE: Mutex<Vec<(u32, u32, Claim)>> = Mutex::new(Vec::new());
+/// Uids an executor holds, known to run no process, ready for its next build;
+/// released when it is dropped.
+#[derive(Default)]
+pub(crate) struct IdleUsers(Mutex<Vec<(u32, u32, Claim)>>);
 
 impl BuildUser {
     /// Claim a free `nixbld` member when running as root (the pool lives under the
     /// machine's own state directory, shared by every store, as in Nix); otherwise the
     /// builder runs as the caller.
-    pub fn acquire(global_state_dir: &Path) -> Result<BuildUser> {
+    pub(crate) fn acquire(global_state_dir: &Path, idle: &Arc<IdleUsers>) -> Result<BuildUser> {
         let unpooled = BuildUser::caller();
         if unpooled.uid != 0 {
             return Ok(unpooled);
@@ -51,7 +55,7 @@ impl BuildUser {
             return Ok(unpooled);
         };
         let pool = global_state_dir.join("userpool");
-        if let Some(user) = take_idle(&pool) {
+        if let Some(user) = take_idle(idle, &pool) {
             return Ok(user);
         }
         std::fs::create_dir_all(&pool).ctx("creating", &pool)?;
@@ -71,6 +75,7 @@ impl BuildUser {
                     uid,
                     gid: group.gid,
                     claim: Some(Claim { lock: file, pool }),
+                    idle: Some(Arc::clone(idle)),
                     no_processes_left: false,
                 };
                 // On error the lock goes back, with whatever still runs as `uid`.
@@ -87,6 +92,7 @@ impl BuildUser {
             uid: rustix::process::geteuid().as_raw(),
             gid: rustix::process::getegid().as_raw(),
             claim: None,
+            idle: None,
             no_processes_left: false,
         }
     }
@@ -98,14 +104,15 @@ impl BuildUser {
     }
 }
 
-fn take_idle(pool: &Path) -> Option<BuildUser> {
-    let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-    let at = idle.iter().position(|(_, _, claim)| claim.pool == pool)?;
-    let (uid, gid, claim) = idle.swap_remove(at);
+fn take_idle(idle: &Arc<IdleUsers>, pool: &Path) -> Option<BuildUser> {
+    let mut users = idle.0.lock().unwrap_or_else(|e| e.into_inner());
+    let at = users.iter().position(|(_, _, claim)| claim.pool == pool)?;
+    let (uid, gid, claim) = users.swap_remove(at);
     Some(BuildUser {
         uid,
         gid,
         claim: Some(claim),
+        idle: Some(Arc::clone(idle)),
         no_processes_left: false,
     })
 }
@@ -115,8 +122,9 @@ impl Drop for BuildUser {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        if self.no_processes_left {
-            IDLE.lock()
+        if let (true, Some(idle)) = (self.no_processes_left, &self.idle) {
+            idle.0
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((self.uid, self.gid, claim));
             return;

@@ -59,7 +59,7 @@ impl Cleanup {
     }
 
     /// Runs `work` on the background thread, after what is queued already.
-    pub(crate) fn later(&self, work: impl FnOnce() + Send + 'static) {
+    pub fn later(&self, work: impl FnOnce() + Send + 'static) {
         let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         if worker.queue.is_none() {
             let (tx, rx) = mpsc::channel::<Work>();

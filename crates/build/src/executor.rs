@@ -12,9 +12,9 @@ use kiln_scheduler::{CancelToken, Executor, Known, Plan, RunContext, RunOutcome}
 use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
-use crate::cleanup::Cleanup;
 use crate::error::{Error, Result};
 use crate::realise::{realise, stage_ahead, BuildSettings, Job, KnownOutputs, Realised, Staged};
+use crate::resources::Resources;
 use crate::runner::Stop;
 
 /// A node of the build graph.
@@ -48,7 +48,7 @@ pub struct DerivationExecutor<'a> {
     echo: Option<Arc<Mutex<dyn Write + Send>>>,
     /// Set by the user (Ctrl-C): running builds are stopped, none starts.
     interrupt: CancelToken,
-    cleanup: Arc<Cleanup>,
+    resources: Arc<Resources>,
 }
 
 impl<'a> DerivationExecutor<'a> {
@@ -60,7 +60,7 @@ impl<'a> DerivationExecutor<'a> {
             staged: Mutex::new(HashMap::new()),
             echo: None,
             interrupt: CancelToken::new(),
-            cleanup: Arc::new(Cleanup::new()),
+            resources: Arc::new(Resources::new()),
         }
     }
 
@@ -239,7 +239,7 @@ impl Executor for DerivationExecutor<'_> {
             None => realise(
                 self.store,
                 &self.settings,
-                &self.cleanup,
+                &self.resources,
                 drv_path,
                 &drv,
                 &known_inputs,
@@ -277,7 +277,7 @@ impl Executor for DerivationExecutor<'_> {
             if let Ok(staged) = stage_ahead(
                 self.store,
                 &self.settings,
-                &self.cleanup,
+                &self.resources,
                 drv_path,
                 &drv,
                 &stop,

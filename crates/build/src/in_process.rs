@@ -68,8 +68,7 @@ impl Sandbox for InProcessSandbox {
         };
         let _ = kiln_store::remove_tree(&spec.chroot_dir);
         let store_on_host = spec.output_host_path("");
-        std::fs::create_dir_all(&store_on_host)
-            .map_err(|e| io("creating", &store_on_host, e))?;
+        std::fs::create_dir_all(&store_on_host).map_err(|e| io("creating", &store_on_host, e))?;
         Ok(Box::new(InProcessRun {
             spec: spec.clone(),
             store_on_host,

@@ -25,6 +25,7 @@ mod outputs;
 mod placeholders;
 mod platform;
 mod realise;
+mod resources;
 mod runner;
 
 pub use activity::{ActivityHook, BuilderActivity};
@@ -33,11 +34,12 @@ pub use cleanup::Cleanup;
 pub use env::{builder_environment, EnvContext, Environment};
 pub use error::{Error, Result};
 pub use executor::{DerivationExecutor, Goal, GoalOutput};
-pub use log::{read_log, BuildLog, LOG_LINES};
-pub use platform::{Platform, Requirements};
 pub use in_process::{BuilderCall, InProcessSandbox};
+pub use log::{read_log, BuildLog, LOG_LINES};
 pub use namespace::NamespaceSandbox;
+pub use platform::{Platform, Requirements};
 pub use realise::{
     realise, stage_ahead, BuildSettings, Job, KeptHook, KnownOutputs, Realised, Staged, StartHook,
 };
+pub use resources::Resources;
 pub use runner::{Exit, Sandbox, Started, Stop};

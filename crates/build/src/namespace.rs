@@ -244,7 +244,10 @@ impl Stopper {
         let mut state = self.lock();
         while !state.shut_down {
             if state.runs.is_empty() {
-                state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = self
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             if state.runs.iter().any(|(_, stop)| stop.is_set()) {

@@ -26,6 +26,7 @@ use crate::inputs::{
 use crate::log::BuildLog;
 use crate::outputs::{process_outputs, RawOutput};
 use crate::platform::Platform;
+use crate::resources::Resources;
 use crate::runner::{Exit, Sandbox, Started, Stop};
 
 /// Called with a `.drv` path when its build starts.
@@ -136,11 +137,12 @@ pub enum Realised {
 pub type KnownOutputs = BTreeMap<StorePath, Arc<BTreeMap<String, StorePath>>>;
 
 /// Realise `drv` (stored at `drv_path`), whose input derivations' outputs and input
-/// sources must be valid. Background removals go to `cleanup`.
+/// sources must be valid. What builds share (build users, background removals)
+/// comes from `resources`.
 pub fn realise(
     store: &LocalStore,
     settings: &BuildSettings,
-    cleanup: &Arc<Cleanup>,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
     known_inputs: &KnownOutputs,
@@ -148,7 +150,7 @@ pub fn realise(
 ) -> Result<Realised> {
     let drv_str = store.layout().display(drv_path);
     let inputs = || Ok((input_closure(store, drv, known_inputs, &drv_str)?, None));
-    match stage(store, settings, cleanup, drv_path, drv, &job.stop, inputs)? {
+    match stage(store, settings, resources, drv_path, drv, &job.stop, inputs)? {
         Claim::Valid(outputs) => Ok(Realised::Valid(outputs)),
         Claim::Locked => Ok(Realised::Locked),
         Claim::Staged(staged) => staged.build(store, settings, drv, known_inputs, job),
@@ -164,7 +166,7 @@ pub fn realise(
 pub fn stage_ahead(
     store: &LocalStore,
     settings: &BuildSettings,
-    cleanup: &Arc<Cleanup>,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
     stop: &Stop,
@@ -177,7 +179,7 @@ pub fn stage_ahead(
         let closure = provisional.graph.keys().cloned().collect();
         Ok((closure, Some(provisional)))
     };
-    match stage(store, settings, cleanup, drv_path, drv, stop, inputs)? {
+    match stage(store, settings, resources, drv_path, drv, stop, inputs)? {
         Claim::Staged(staged) => Ok(Some(*staged)),
         Claim::Valid(_) | Claim::Locked => Ok(None),
     }
@@ -213,7 +215,7 @@ pub struct Staged {
     build_dir: Option<PathBuf>,
     chroot_dir: PathBuf,
     sandbox: Option<Box<dyn Started>>,
-    cleanup: Arc<Cleanup>,
+    resources: Arc<Resources>,
     /// The input closure the chroot has.
     inputs: BTreeSet<StorePath>,
     /// Staged ahead: `inputs` is only what existed then, with its references, from
@@ -224,7 +226,7 @@ pub struct Staged {
 fn stage(
     store: &LocalStore,
     settings: &BuildSettings,
-    cleanup: &Arc<Cleanup>,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
     stop: &Stop,
@@ -287,11 +289,11 @@ fn stage(
     }
     let (input_closure, provisional) = inputs()?;
     let user = if settings.sandbox.isolates_users() {
-        BuildUser::acquire(&settings.global_state_dir)?
+        BuildUser::acquire(&settings.global_state_dir, &resources.idle_users)?
     } else {
         BuildUser::caller()
     };
-    let build_dir = make_build_dir(settings, cleanup, drv_path, &user)?;
+    let build_dir = make_build_dir(settings, &resources.cleanup, drv_path, &user)?;
     let chroot_dir = store
         .layout()
         .real_store_dir
@@ -306,7 +308,7 @@ fn stage(
         build_dir: Some(build_dir),
         chroot_dir,
         sandbox: None,
-        cleanup: Arc::clone(cleanup),
+        resources: Arc::clone(resources),
         inputs: input_closure,
         provisional,
     };
@@ -340,7 +342,7 @@ impl Staged {
                 tell(&build_dir);
             }
         } else {
-            self.cleanup.remove_dir_later(build_dir);
+            self.resources.cleanup.remove_dir_later(build_dir);
         }
         let infos = outcome?;
         let locks = std::mem::take(&mut self.locks);
@@ -392,9 +394,8 @@ impl Staged {
                     sandbox.replace_inputs(&inputs).map_err(sandbox_err)?;
                 }
             }
-            let mut log =
-                BuildLog::create(&store.layout().log_path(&self.drv_path), job.echo)?
-                    .with_activities(settings.on_activity.clone(), &self.drv_str);
+            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), job.echo)?
+                .with_activities(settings.on_activity.clone(), &self.drv_str);
             let exit = sandbox.run(&mut log, &job.stop).map_err(sandbox_err)?;
             self.user.sandbox_reaped();
             let tail = log.tail_for_error();
@@ -428,7 +429,9 @@ impl Staged {
                 self.user.uid,
             )
         })();
-        let cleaned = sandbox.finish(store, &self.cleanup).map_err(sandbox_err);
+        let cleaned = sandbox
+            .finish(store, &self.resources.cleanup)
+            .map_err(sandbox_err);
         let infos = result?;
         cleaned?;
         Ok(infos)
@@ -442,7 +445,7 @@ impl Drop for Staged {
         };
         // Ends the sandbox and removes its chroot.
         drop(self.sandbox.take());
-        self.cleanup.remove_dir_later(build_dir);
+        self.resources.cleanup.remove_dir_later(build_dir);
     }
 }
 

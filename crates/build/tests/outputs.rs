@@ -1,4 +1,4 @@
-//! Output processing, reference scanning, checks and registration, with the builder
+//! Output processing, reference scanning, checks, registration and stopping, with the builder
 //! run in-process by [`InProcessSandbox`]: no root, no sandbox, no Nix.
 //!
 //! Expected hashes and paths come from Nix 2.8, computed once on files with the
@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_build::{
-    realise, BuildSettings, BuilderCall, Cleanup, Error, InProcessSandbox, Job, Realised, Stop,
+    realise, BuildSettings, BuilderCall, Error, InProcessSandbox, Job, Realised, Resources, Stop,
 };
 use kiln_derivation::Derivation;
 use kiln_scheduler::CancelToken;
@@ -74,8 +74,18 @@ impl Fixture {
         let outs: Vec<String> = outputs
             .iter()
             .map(|(o, algo, hash)| {
-                let path = if hash.is_empty() { "" } else { fixed_path(name, hash) };
-                format!("({},{},{},{})", quote(o), quote(path), quote(algo), quote(hash))
+                let path = if hash.is_empty() {
+                    ""
+                } else {
+                    fixed_path(name, hash)
+                };
+                format!(
+                    "({},{},{},{})",
+                    quote(o),
+                    quote(path),
+                    quote(algo),
+                    quote(hash)
+                )
             })
             .collect();
         let srcs: Vec<String> = inputs
@@ -88,7 +98,11 @@ impl Fixture {
             ("system".into(), "x86_64-linux".into()),
         ];
         vars.extend(outputs.iter().map(|(o, _, hash)| {
-            let path = if hash.is_empty() { "" } else { fixed_path(name, hash) };
+            let path = if hash.is_empty() {
+                ""
+            } else {
+                fixed_path(name, hash)
+            };
             (o.to_string(), path.to_string())
         }));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -103,8 +117,7 @@ impl Fixture {
             srcs.join(","),
             vars.join(",")
         );
-        let drv =
-            Derivation::from_aterm(self.store.store_dir(), text.as_bytes(), name).unwrap();
+        let drv = Derivation::from_aterm(self.store.store_dir(), text.as_bytes(), name).unwrap();
         let drv = kiln_derivation::fill_in_output_paths(
             self.store.store_dir(),
             drv,
@@ -123,18 +136,18 @@ impl Fixture {
         drv: &(StorePath, Derivation),
         stop: Stop,
     ) -> Result<Realised, Error> {
-        let cleanup = Arc::new(Cleanup::new());
+        let resources = Arc::new(Resources::new());
         let job = Job { echo: None, stop };
         let result = realise(
             &self.store,
             settings,
-            &cleanup,
+            &resources,
             &drv.0,
             &drv.1,
             &Default::default(),
             job,
         );
-        drop(cleanup);
+        drop(resources);
         result
     }
 
@@ -205,7 +218,9 @@ fn write_tree(dir: &Path) {
     std::os::unix::fs::symlink("README", dir.join("link")).unwrap();
 }
 
-fn built(result: Result<Realised, Error>) -> std::collections::BTreeMap<String, kiln_store::PathInfo> {
+fn built(
+    result: Result<Realised, Error>,
+) -> std::collections::BTreeMap<String, kiln_store::PathInfo> {
     match result {
         Ok(Realised::Built(infos)) => infos,
         other => panic!("expected a build, got {other:?}"),
@@ -254,7 +269,12 @@ fn outputs_are_canonicalised_and_hashed_as_nix_hashes_them() {
     let infos = built(f.build(&settings, &drv, Stop::default()));
     assert_eq!(infos["out"].nar_hash.to_sri(), TREE_SRI);
     let real = f.store.layout().real_path(&f.output(&drv, "out"));
-    for (rel, mode) in [("", 0o555), ("sub", 0o555), ("sub/run", 0o555), ("README", 0o444)] {
+    for (rel, mode) in [
+        ("", 0o555),
+        ("sub", 0o555),
+        ("sub/run", 0o555),
+        ("README", 0o444),
+    ] {
         let meta = std::fs::symlink_metadata(real.join(rel)).unwrap();
         assert_eq!(meta.mode() & 0o7777, mode, "mode of '{rel}'");
         assert_eq!(meta.mtime(), 1, "mtime of '{rel}'");
@@ -277,7 +297,9 @@ fn missing_output_fails_with_nix_message_and_leaves_nothing() {
     let drv_str = f.store.layout().display(&drv.0);
     assert_eq!(
         err.to_string(),
-        format!("builder for '{drv_str}' failed to produce output path for output 'out' at '{out}'")
+        format!(
+            "builder for '{drv_str}' failed to produce output path for output 'out' at '{out}'"
+        )
     );
     f.assert_nothing_left(&drv);
 }
@@ -286,7 +308,10 @@ fn missing_output_fails_with_nix_message_and_leaves_nothing() {
 fn flat_fixed_output_with_the_right_hash_is_registered_content_addressed() {
     let f = fixture();
     let drv = f.derivation("hello", &[("out", "sha256", HELLO_HEX)], &[], &[]);
-    assert_eq!(f.store.layout().display(&f.output(&drv, "out")), HELLO_FIXED_PATH);
+    assert_eq!(
+        f.store.layout().display(&f.output(&drv, "out")),
+        HELLO_FIXED_PATH
+    );
     let settings = f.settings(|b| {
         write(&b.output("out"), "hello\n", 0o644);
         0
@@ -303,7 +328,10 @@ fn flat_fixed_output_with_the_right_hash_is_registered_content_addressed() {
 fn recursive_fixed_output_with_the_right_hash_is_registered_content_addressed() {
     let f = fixture();
     let drv = f.derivation("tree", &[("out", "r:sha256", TREE_HEX)], &[], &[]);
-    assert_eq!(f.store.layout().display(&f.output(&drv, "out")), TREE_FIXED_PATH);
+    assert_eq!(
+        f.store.layout().display(&f.output(&drv, "out")),
+        TREE_FIXED_PATH
+    );
     let settings = f.settings(|b| {
         write_tree(&b.output("out"));
         0
@@ -365,7 +393,12 @@ fn allowed_references_reject_a_reference_not_listed() {
     let f = fixture();
     let input = f.text("input", "data");
     let input_str = f.store.layout().display(&input);
-    let drv = f.derivation("strict", &[("out", "", "")], &[&input], &[("allowedReferences", "")]);
+    let drv = f.derivation(
+        "strict",
+        &[("out", "", "")],
+        &[&input],
+        &[("allowedReferences", "")],
+    );
     let text = input_str.clone();
     let settings = f.settings(move |b| {
         write(&b.output("out"), &text, 0o644);
@@ -473,8 +506,9 @@ fn outputs_referring_to_each_other_are_a_cycle() {
     assert!(matches!(err, Error::OutputCycle { .. }), "{err}");
     let drv_str = f.store.layout().display(&drv.0);
     assert!(
-        err.to_string()
-            .starts_with(&format!("cycle detected in build of '{drv_str}' in the references of output '")),
+        err.to_string().starts_with(&format!(
+            "cycle detected in build of '{drv_str}' in the references of output '"
+        )),
         "{err}"
     );
     f.assert_nothing_left(&drv);
@@ -566,4 +600,84 @@ fn a_kept_failed_build_directory_is_reported_not_printed() {
     let kept = kept.lock().unwrap().clone();
     assert_eq!(kept.len(), 1);
     assert!(kept[0].join("evidence").exists(), "{kept:?}");
+}
+
+// Through the scheduler and the executor, as `kiln build` runs builds.
+
+/// Before, a failure without keep-going left the executor's other running builds to
+/// run to their end and register their outputs; the scheduler's cancellation never
+/// reached them.
+#[test]
+fn a_failure_stops_the_executors_other_running_build() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = fixture();
+    let slow = f.derivation("slow", &[("out", "", "")], &[], &[]);
+    let bad = f.derivation("bad", &[("out", "", "")], &[], &[]);
+    let slow_started = Arc::new(AtomicBool::new(false));
+    let saw_stop = Arc::new(AtomicBool::new(false));
+    let (started, stopped) = (Arc::clone(&slow_started), Arc::clone(&saw_stop));
+    let settings = f.settings(move |b| {
+        if b.env["name"] == "bad" {
+            while !started.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            return 1;
+        }
+        write(&b.output("out"), "slow", 0o644);
+        started.store(true, Ordering::SeqCst);
+        // Bounded, so that a stop that never comes fails the test below rather
+        // than hanging it.
+        for _ in 0..6000 {
+            if b.stop.is_set() {
+                stopped.store(true, Ordering::SeqCst);
+                return 137;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        0
+    });
+    let executor = kiln_build::DerivationExecutor::new(&f.store, settings);
+    let scheduler = kiln_scheduler::Scheduler::new(
+        executor,
+        kiln_scheduler::Options {
+            jobs: std::num::NonZeroUsize::new(2).unwrap(),
+            keep_going: false,
+        },
+    );
+    let goals = [&bad, &slow].map(|d| kiln_build::Goal::Derivation(d.0.clone()));
+    let report = scheduler.run(goals, &mut |_: kiln_scheduler::Event<'_, _, _, _>| {});
+    drop(scheduler);
+    assert_eq!(report.failed().count(), 2);
+    assert!(
+        saw_stop.load(Ordering::SeqCst),
+        "the slow builder was never stopped"
+    );
+    f.assert_nothing_left(&slow);
+    f.assert_nothing_left(&bad);
+}
+
+/// Dropping the executor is all a caller does: the background removals are waited
+/// for and spare build directories deleted (before, a separate
+/// `finish_background_cleanup()` had to come after it, or they were left behind).
+#[test]
+fn dropping_the_executor_leaves_no_build_directory() {
+    let f = fixture();
+    let drv = f.derivation("fine", &[("out", "", "")], &[], &[]);
+    let settings = f.settings(|b| {
+        write(&b.build_dir.join("scratch"), "x", 0o644);
+        write(&b.output("out"), "fine", 0o644);
+        0
+    });
+    let executor = kiln_build::DerivationExecutor::new(&f.store, settings);
+    let scheduler = kiln_scheduler::Scheduler::new(executor, Default::default());
+    let goal = kiln_build::Goal::Derivation(drv.0.clone());
+    let report = scheduler.run([goal], &mut |_: kiln_scheduler::Event<'_, _, _, _>| {});
+    assert_eq!(report.failed().count(), 0);
+    drop(scheduler);
+    assert!(f.store.is_valid(&f.output(&drv, "out")).unwrap());
+    let left: Vec<_> = std::fs::read_dir(f.tmp.path().join("build"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

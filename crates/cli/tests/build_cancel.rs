@@ -31,11 +31,7 @@ fn a_failure_stops_a_running_sibling_and_registers_nothing_of_it() {
     // `bad` fails only once `slow` is running: both see this directory.
     let shared = tmp.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
-    std::fs::set_permissions(
-        &shared,
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let token = format!("kiln-cancel-token-{}", std::process::id());
     let expr = tmp.path().join("c.nix");
     std::fs::write(
@@ -52,7 +48,10 @@ in {{
     .unwrap();
     let slow = instantiate(&store, &expr, &busybox, Some("slow"));
     let bad = instantiate(&store, &expr, &busybox, Some("bad"));
-    let slow_out = nix_ok("nix-store", &["--store", s(&store), "-q", "--outputs", &slow]);
+    let slow_out = nix_ok(
+        "nix-store",
+        &["--store", s(&store), "-q", "--outputs", &slow],
+    );
     let build_tmp = build_tmp(tmp.path());
     let bind = format!("/shared={}", s(&shared));
     let out = kiln_build(&store, &build_tmp)

@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kiln_hash::Hash;
 use kiln_store_path::{StoreDir, StorePath};
 
-use crate::background::{
-    Job, Registrar, RegistrationFailure, UnclaimedFailureHook, SYNC_CONTEXT,
-};
+use crate::background::{Job, Registrar, RegistrationFailure, UnclaimedFailureHook, SYNC_CONTEXT};
 use crate::db::{Db, GraphRow, Registration, CA_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
