@@ -220,14 +220,19 @@ impl Stopper {
     }
 
     fn watch<'a>(self: &'a Arc<Self>, stop: &Stop) -> Watch<'a> {
-        let id = {
+        let (id, idle) = {
             let mut state = self.lock();
             let id = state.next_id;
             state.next_id += 1;
+            let idle = state.runs.is_empty();
             state.runs.push((id, stop.clone()));
-            id
+            (id, idle)
         };
-        self.wake.notify_all();
+        // A thread that polls already will see this run; only an idle one waits
+        // to be woken (a wake-up per build would cost a context switch each).
+        if idle {
+            self.wake.notify_all();
+        }
         let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
         if thread.is_none() {
             let me = Arc::clone(self);
