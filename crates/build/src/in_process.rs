@@ -67,7 +67,8 @@ impl Sandbox for InProcessSandbox {
             kiln_sandbox::Error::Setup(format!("{what} '{}': {e}", path.display()))
         };
         let _ = kiln_store::remove_tree(&spec.chroot_dir);
-        let store_on_host = spec.output_host_path("");
+        let inside = spec.store_dir.strip_prefix("/").unwrap_or(&spec.store_dir);
+        let store_on_host = spec.chroot_dir.join(inside);
         std::fs::create_dir_all(&store_on_host).map_err(|e| io("creating", &store_on_host, e))?;
         Ok(Box::new(InProcessRun {
             spec: spec.clone(),
