@@ -15,60 +15,73 @@ use std::sync::Mutex;
 
 use rustix::fs::{RenameFlags, CWD};
 
-/// Emptied directories waiting for a build, at most [`KEEP`].
-static SPARE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// One executor's emptied directories waiting for a build, at most [`KEEP`].
+#[derive(Default)]
+pub(crate) struct BuildDirs {
+    spare: Mutex<Vec<PathBuf>>,
+    /// Makes spare names unique within the process.
+    counter: AtomicU64,
+}
+
 const KEEP: usize = 8;
 
-/// Renames a spare directory to `dir` if there is one (never over an existing `dir`);
-/// false otherwise, or if `dir` exists.
-pub(crate) fn take(dir: &Path) -> bool {
-    let Some(spare) = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
-        return false;
-    };
-    match rustix::fs::renameat_with(CWD, &spare, CWD, dir, RenameFlags::NOREPLACE) {
-        Ok(()) => {
-            // The last builder may have left it with other permissions.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            true
+impl BuildDirs {
+    /// Renames a spare directory to `dir` if there is one (never over an existing `dir`);
+    /// false otherwise, or if `dir` exists.
+    pub(crate) fn take(&self, dir: &Path) -> bool {
+        let Some(spare) = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+            return false;
+        };
+        match rustix::fs::renameat_with(CWD, &spare, CWD, dir, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                // The last builder may have left it with other permissions.
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+                true
+            }
+            Err(_) => {
+                // Its name may be wanted again (EEXIST): keep it for the next build.
+                self.spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(spare);
+                false
+            }
         }
-        Err(_) => {
-            // Its name may be wanted again (EEXIST): keep it for the next build.
-            SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
-            false
+    }
+
+    /// Empties `dir` and keeps it for a later build, or deletes it. Runs off the build's
+    /// path (the cleanup thread).
+    pub(crate) fn recycle(&self, dir: PathBuf) {
+        let full = self.spare.lock().unwrap_or_else(|e| e.into_inner()).len() >= KEEP;
+        let Some(parent) = dir.parent().filter(|_| !full) else {
+            let _ = kiln_store::remove_tree(&dir);
+            return;
+        };
+        let spare = parent.join(format!(
+            ".kiln-build-dir-{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        if std::fs::rename(&dir, &spare).is_err() {
+            let _ = kiln_store::remove_tree(&dir);
+            return;
+        }
+        if empty(&spare).is_ok() && crate::namespace::looks_new(&spare) {
+            self.spare
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(spare);
+        } else {
+            let _ = kiln_store::remove_tree(&spare);
         }
     }
-}
 
-/// Empties `dir` and keeps it for a later build, or deletes it. Runs off the build's
-/// path (the cleanup thread).
-pub(crate) fn recycle(dir: PathBuf) {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let full = SPARE.lock().unwrap_or_else(|e| e.into_inner()).len() >= KEEP;
-    let Some(parent) = dir.parent().filter(|_| !full) else {
-        let _ = kiln_store::remove_tree(&dir);
-        return;
-    };
-    let spare = parent.join(format!(
-        ".kiln-build-dir-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::rename(&dir, &spare).is_err() {
-        let _ = kiln_store::remove_tree(&dir);
-        return;
-    }
-    if empty(&spare).is_ok() && kiln_sandbox::looks_new(&spare) {
-        SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
-    } else {
-        let _ = kiln_store::remove_tree(&spare);
-    }
-}
-
-/// Deletes every spare directory; call before the process exits.
-pub(crate) fn discard() {
-    let spares = std::mem::take(&mut *SPARE.lock().unwrap_or_else(|e| e.into_inner()));
-    for dir in spares {
-        let _ = std::fs::remove_dir(&dir).or_else(|_| kiln_store::remove_tree(&dir));
+    /// Deletes every spare directory.
+    pub(crate) fn discard(&self) {
+        let spares = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in spares {
+            let _ = std::fs::remove_dir(&dir).or_else(|_| kiln_store::remove_tree(&dir));
+        }
     }
 }
 
@@ -85,9 +98,10 @@ fn empty(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// One test, as the pool is shared by the whole process.
     #[test]
     fn a_used_directory_comes_back_empty_or_not_at_all() {
+        let dirs = BuildDirs::default();
+        let (take, recycle) = (|d: &Path| dirs.take(d), |d: PathBuf| dirs.recycle(d));
         let tmp = tempfile::tempdir().unwrap();
         let used = tmp.path().join("nix-build-a.drv-0");
         std::fs::create_dir(&used).unwrap();
@@ -130,6 +144,6 @@ mod tests {
                 .collect();
             assert!(leftovers.is_empty(), "{leftovers:?}");
         }
-        discard();
+        dirs.discard();
     }
 }

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -24,6 +24,8 @@ pub struct BuildUser {
     pub gid: u32,
     /// `None` when the builder runs as the caller (no pool).
     claim: Option<Claim>,
+    /// Where the claim goes when the build is done.
+    idle: Option<Arc<IdleUsers>>,
     /// The build's sandbox has been reaped, and with it every process of the uid.
     no_processes_left: bool,
 }
@@ -35,30 +37,25 @@ struct Claim {
     pool: PathBuf,
 }
 
-/// Uids this process holds, known to run no process, ready for its next build.
-static IDLE: Mutex<Vec<(u32, u32, Claim)>> = Mutex::new(Vec::new());
+/// Uids an executor holds, known to run no process, ready for its next build;
+/// released when it is dropped.
+#[derive(Default)]
+pub(crate) struct IdleUsers(Mutex<Vec<(u32, u32, Claim)>>);
 
 impl BuildUser {
     /// Claim a free `nixbld` member when running as root (the pool lives under the
     /// machine's own state directory, shared by every store, as in Nix); otherwise the
     /// builder runs as the caller.
-    pub fn acquire(global_state_dir: &Path) -> Result<BuildUser> {
-        let euid = rustix::process::geteuid().as_raw();
-        let egid = rustix::process::getegid().as_raw();
-        let unpooled = BuildUser {
-            uid: euid,
-            gid: egid,
-            claim: None,
-            no_processes_left: false,
-        };
-        if euid != 0 {
+    pub(crate) fn acquire(global_state_dir: &Path, idle: &Arc<IdleUsers>) -> Result<BuildUser> {
+        let unpooled = BuildUser::caller();
+        if unpooled.uid != 0 {
             return Ok(unpooled);
         }
         let Some(group) = build_group() else {
             return Ok(unpooled);
         };
         let pool = global_state_dir.join("userpool");
-        if let Some(user) = take_idle(&pool) {
+        if let Some(user) = take_idle(idle, &pool) {
             return Ok(user);
         }
         std::fs::create_dir_all(&pool).ctx("creating", &pool)?;
@@ -78,14 +75,26 @@ impl BuildUser {
                     uid,
                     gid: group.gid,
                     claim: Some(Claim { lock: file, pool }),
+                    idle: Some(Arc::clone(idle)),
                     no_processes_left: false,
                 };
                 // On error the lock goes back, with whatever still runs as `uid`.
-                kiln_sandbox::kill_user_processes(uid).map_err(Error::BuildUser)?;
+                crate::namespace::kill_user_processes(uid).map_err(Error::BuildUser)?;
                 return Ok(user);
             }
         }
         Err(Error::NoBuildUser(group.members))
+    }
+
+    /// The caller's own ids, for builders that cannot run as anyone else.
+    pub fn caller() -> BuildUser {
+        BuildUser {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            claim: None,
+            idle: None,
+            no_processes_left: false,
+        }
     }
 
     /// Says that the build's sandbox has been reaped: no process of this user is left,
@@ -95,14 +104,15 @@ impl BuildUser {
     }
 }
 
-fn take_idle(pool: &Path) -> Option<BuildUser> {
-    let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-    let at = idle.iter().position(|(_, _, claim)| claim.pool == pool)?;
-    let (uid, gid, claim) = idle.swap_remove(at);
+fn take_idle(idle: &Arc<IdleUsers>, pool: &Path) -> Option<BuildUser> {
+    let mut users = idle.0.lock().unwrap_or_else(|e| e.into_inner());
+    let at = users.iter().position(|(_, _, claim)| claim.pool == pool)?;
+    let (uid, gid, claim) = users.swap_remove(at);
     Some(BuildUser {
         uid,
         gid,
         claim: Some(claim),
+        idle: Some(Arc::clone(idle)),
         no_processes_left: false,
     })
 }
@@ -112,8 +122,9 @@ impl Drop for BuildUser {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        if self.no_processes_left {
-            IDLE.lock()
+        if let (true, Some(idle)) = (self.no_processes_left, &self.idle) {
+            idle.0
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((self.uid, self.gid, claim));
             return;
@@ -121,7 +132,7 @@ impl Drop for BuildUser {
         // The sandbox may not have been reaped (a failed setup, an error while
         // waiting): whatever runs as the uid goes before the uid does, as after every
         // build in Nix.
-        let _ = kiln_sandbox::kill_user_processes(self.uid);
+        let _ = crate::namespace::kill_user_processes(self.uid);
         drop(claim.lock);
     }
 }

@@ -1,66 +1,34 @@
 //! Removing a finished build's chroot and build directory off the critical path: on a
 //! real disk, deleting a few hundred entries costs milliseconds, and the next build
 //! (or the next step of a chain) need not wait for it.
+//!
+//! [`Cleanup`] is owned by whoever runs builds (the [`crate::DerivationExecutor`]):
+//! dropping it waits for every queued removal and deletes the spare build
+//! directories, so nothing outlives the builds that made it whatever order the
+//! caller tears things down in.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use kiln_store::LocalStore;
-
-/// Delete a chroot in the background, or keep its skeleton for the next build (see
-/// `kiln_sandbox::recycle`). It is first renamed to a temp-rooted scratch name inside
-/// the store, so neither a later build of the same derivation nor a collector (kiln's
-/// or Nix's) can trip over it. Falls back to deleting in place.
-pub(crate) fn remove_chroot_later(
-    store: &LocalStore,
-    sandboxes: &Arc<kiln_sandbox::Sandboxes>,
-    chroot: PathBuf,
-    skeleton: Option<kiln_sandbox::Skeleton>,
-    lingering: Option<kiln_sandbox::Lingering>,
-) -> Result<(), kiln_sandbox::Error> {
-    let trash = store
-        .scratch_path("kiln-chroot-trash")
-        .ok()
-        .map(|p| store.layout().real_path(&p));
-    match trash {
-        Some(trash) if std::fs::rename(&chroot, &trash).is_ok() => {
-            let sandboxes = Arc::clone(sandboxes);
-            spawn(move || {
-                // The namespace goes first: nothing in it then still refers to
-                // the chroot's directories.
-                drop(lingering);
-                let _ = sandboxes.recycle(skeleton.as_ref(), &trash);
-            });
-            Ok(())
-        }
-        _ => {
-            drop(lingering);
-            kiln_sandbox::cleanup(&chroot)
-        }
-    }
-}
-
-/// Empty a build directory in the background and keep it for a later build (see
-/// `build_dirs`). Nothing reuses its name while it exists: the next build of the same
-/// derivation takes the next number.
-pub(crate) fn remove_dir_later(dir: PathBuf) {
-    spawn(move || crate::build_dirs::recycle(dir));
-}
+use crate::build_dirs::BuildDirs;
 
 type Work = Box<dyn FnOnce() + Send>;
 
-/// The one background thread and its queue; `None` once it could not be started.
+/// The background removal thread of one executor, and its spare build directories.
+pub struct Cleanup {
+    worker: Mutex<Worker>,
+    pub(crate) dirs: Arc<BuildDirs>,
+}
+
+/// The thread and its queue, started on first use; `None` once it could not be
+/// started (the work is then done in place).
+#[derive(Default)]
 struct Worker {
     queue: Option<Sender<Work>>,
     thread: Option<JoinHandle<()>>,
 }
-
-static WORKER: Mutex<Worker> = Mutex::new(Worker {
-    queue: None,
-    thread: None,
-});
 
 /// Nice value of the removal thread: it yields to builds and their bookkeeping
 /// when the CPUs are busy (on a 2-core machine a removal running beside two
@@ -68,47 +36,77 @@ static WORKER: Mutex<Worker> = Mutex::new(Worker {
 /// builds cannot pile up unremoved build directories.
 const CLEANUP_NICENESS: i32 = 10;
 
-fn spawn(work: impl FnOnce() + Send + 'static) {
-    let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
-    if worker.queue.is_none() {
-        let (tx, rx) = mpsc::channel::<Work>();
-        // If no thread can be started the work is done right here instead.
-        if let Ok(handle) = std::thread::Builder::new()
-            .name("kiln-cleanup".into())
-            .spawn(move || {
-                let _ = rustix::process::setpriority_process(None, CLEANUP_NICENESS);
-                for work in rx {
-                    work();
-                }
-            })
-        {
-            worker.queue = Some(tx);
-            worker.thread = Some(handle);
+impl Default for Cleanup {
+    fn default() -> Self {
+        Cleanup::new()
+    }
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup {
+            worker: Mutex::new(Worker::default()),
+            dirs: Arc::new(BuildDirs::default()),
         }
     }
-    match &worker.queue {
-        Some(queue) => {
-            if let Err(mpsc::SendError(work)) = queue.send(Box::new(work)) {
+
+    /// Empty a build directory in the background and keep it for a later build (see
+    /// `build_dirs`). Nothing reuses its name while it exists: the next build of the
+    /// same derivation takes the next number.
+    pub(crate) fn remove_dir_later(&self, dir: PathBuf) {
+        let dirs = Arc::clone(&self.dirs);
+        self.later(move || dirs.recycle(dir));
+    }
+
+    /// Runs `work` on the background thread, after what is queued already.
+    pub fn later(&self, work: impl FnOnce() + Send + 'static) {
+        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if worker.queue.is_none() {
+            let (tx, rx) = mpsc::channel::<Work>();
+            // If no thread can be started the work is done right here instead.
+            if let Ok(handle) = std::thread::Builder::new()
+                .name("kiln-cleanup".into())
+                .spawn(move || {
+                    let _ = rustix::process::setpriority_process(None, CLEANUP_NICENESS);
+                    for work in rx {
+                        work();
+                    }
+                })
+            {
+                worker.queue = Some(tx);
+                worker.thread = Some(handle);
+            }
+        }
+        match &worker.queue {
+            Some(queue) => {
+                if let Err(mpsc::SendError(work)) = queue.send(Box::new(work)) {
+                    work();
+                }
+            }
+            None => {
+                drop(worker);
                 work();
             }
         }
-        None => {
-            drop(worker);
-            work();
+    }
+
+    /// Waits for every queued removal.
+    fn flush(&self) {
+        let (queue, thread) = {
+            let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+            (worker.queue.take(), worker.thread.take())
+        };
+        // Closing the queue ends the thread once it has done everything queued.
+        drop(queue);
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
     }
 }
 
-/// Wait for every background removal; call before the process exits.
-pub fn finish_background_cleanup() {
-    let (queue, thread) = {
-        let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
-        (worker.queue.take(), worker.thread.take())
-    };
-    // Closing the queue ends the thread once it has done everything queued.
-    drop(queue);
-    if let Some(thread) = thread {
-        let _ = thread.join();
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.flush();
+        self.dirs.discard();
     }
-    crate::build_dirs::discard();
 }

@@ -96,6 +96,9 @@ pub enum Error {
     NoBuildSlots,
     #[error("interrupted by the user")]
     Interrupted,
+    /// The scheduler gave up on the run (another build failed, without keep-going).
+    #[error("build of '{drv}' was stopped because another build failed")]
+    Cancelled { drv: String },
     #[error("claiming a build user: {0}")]
     BuildUser(#[source] kiln_sandbox::Error),
     #[error("no free build user in group 'nixbld' (all {0} are busy)")]

@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_derivation::{Derivation, SingleDerivedPath};
-use kiln_scheduler::{Executor, Known, Plan, RunContext, RunOutcome};
+use kiln_scheduler::{CancelToken, Executor, Known, Plan, RunContext, RunOutcome};
 use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
 use crate::error::{Error, Result};
-use crate::realise::{realise, stage_ahead, BuildSettings, KnownOutputs, Realised, Staged};
+use crate::realise::{realise, stage_ahead, BuildSettings, Job, KnownOutputs, Realised, Staged};
+use crate::resources::Resources;
+use crate::runner::Stop;
 
 /// A node of the build graph.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -35,12 +37,17 @@ const LOCK_RETRY: Duration = Duration::from_millis(200);
 /// so that `run` waits for it rather than racing it.
 type StagedSlot = Arc<Mutex<Option<Staged>>>;
 
+/// Owns everything its builds share: dropping it ends staged sandboxes, then waits
+/// for the background removals of every build it ran (fields drop in order).
 pub struct DerivationExecutor<'a> {
     store: &'a LocalStore,
-    settings: BuildSettings,
     staged: Mutex<HashMap<StorePath, StagedSlot>>,
+    settings: BuildSettings,
     /// Where each build's log is copied as it runs (`-L`), if anywhere.
     echo: Option<Arc<Mutex<dyn Write + Send>>>,
+    /// Set by the user (Ctrl-C): running builds are stopped, none starts.
+    interrupt: CancelToken,
+    resources: Arc<Resources>,
 }
 
 impl<'a> DerivationExecutor<'a> {
@@ -50,7 +57,16 @@ impl<'a> DerivationExecutor<'a> {
             settings,
             staged: Mutex::new(HashMap::new()),
             echo: None,
+            interrupt: CancelToken::new(),
+            resources: Arc::new(Resources::new()),
         }
+    }
+
+    /// Builds stop, and none starts, once `interrupt` is cancelled (from a signal
+    /// handler, say); they then fail with [`Error::Interrupted`].
+    pub fn interrupted_by(mut self, interrupt: CancelToken) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     pub fn with_log_echo(mut self, echo: Arc<Mutex<dyn Write + Send>>) -> Self {
@@ -183,7 +199,7 @@ impl Executor for DerivationExecutor<'_> {
         &self,
         key: &Goal,
         known: &Known<Goal, GoalOutput>,
-        _ctx: &RunContext,
+        ctx: &RunContext,
     ) -> Result<RunOutcome<GoalOutput>> {
         let Goal::Derivation(drv_path) = key else {
             unreachable!("path goals are always Done or Need when planned")
@@ -200,15 +216,20 @@ impl Executor for DerivationExecutor<'_> {
                 Goal::Path(_) => None,
             })
             .collect();
+        let job = Job {
+            echo,
+            stop: Stop::new(ctx.cancel_token().clone(), self.interrupt.clone()),
+        };
         let realised = match self.take_staged(drv_path) {
-            Some(staged) => staged.build(self.store, &self.settings, &drv, &known_inputs, echo),
+            Some(staged) => staged.build(self.store, &self.settings, &drv, &known_inputs, job),
             None => realise(
                 self.store,
                 &self.settings,
+                &self.resources,
                 drv_path,
                 &drv,
                 &known_inputs,
-                echo,
+                job,
             ),
         };
         match realised? {
@@ -238,7 +259,15 @@ impl Executor for DerivationExecutor<'_> {
         }
         // Failures are found again, and reported, when the build runs.
         if let Ok(drv) = self.derivation(drv_path) {
-            if let Ok(staged) = stage_ahead(self.store, &self.settings, drv_path, &drv) {
+            let stop = Stop::new(CancelToken::new(), self.interrupt.clone());
+            if let Ok(staged) = stage_ahead(
+                self.store,
+                &self.settings,
+                &self.resources,
+                drv_path,
+                &drv,
+                &stop,
+            ) {
                 *guard = staged;
             }
         }

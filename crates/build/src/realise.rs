@@ -15,6 +15,7 @@ use kiln_store_path::StorePath;
 
 use crate::activity::ActivityHook;
 use crate::build_user::BuildUser;
+use crate::cleanup::Cleanup;
 use crate::env::{builder_arguments, builder_environment, EnvContext};
 use crate::error::{Error, IoContext, Result};
 use crate::export_graph::{export_references_graph, export_references_json};
@@ -25,9 +26,15 @@ use crate::inputs::{
 use crate::log::BuildLog;
 use crate::outputs::{process_outputs, RawOutput};
 use crate::platform::Platform;
+use crate::resources::Resources;
+use crate::runner::{Exit, Sandbox, Started, Stop};
 
 /// Called with a `.drv` path when its build starts.
 pub type StartHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Called with the build directory of a failed build that is kept (`--keep-failed`),
+/// to tell the user where it is.
+pub type KeptHook = std::sync::Arc<dyn Fn(&std::path::Path) + Send + Sync>;
 
 /// Knobs a user sets (Nix's names in parentheses).
 #[derive(Clone)]
@@ -44,9 +51,8 @@ pub struct BuildSettings {
     pub keep_failed: bool,
     /// Where build directories are made (`$TMPDIR`, default `/tmp`).
     pub tmp_dir: PathBuf,
-    /// The sandboxes builds run in (their helper processes, kept chroot skeletons,
-    /// running builders); released when the last reference goes.
-    pub sandboxes: Arc<kiln_sandbox::Sandboxes>,
+    /// What runs builders.
+    pub sandbox: Arc<dyn Sandbox>,
     /// The machine's state directory, whose `userpool/` is shared by every store.
     pub global_state_dir: PathBuf,
     /// Flush the store's filesystem before registering outputs (Nix's
@@ -59,6 +65,8 @@ pub struct BuildSettings {
     /// Told the `.drv` path when a build really starts (its locks are held), to print
     /// Nix's "building '…'..." line.
     pub on_start: Option<StartHook>,
+    /// Told where the build directory of a failed build is kept.
+    pub on_keep_failed: Option<KeptHook>,
     /// Told what builders report of their progress (downloads by `builtin:fetchurl`).
     pub on_activity: Option<ActivityHook>,
     /// What this machine can build (`system`, `extra-platforms`, `system-features`).
@@ -69,7 +77,13 @@ pub struct BuildSettings {
 }
 
 impl BuildSettings {
+    /// Settings whose builders run in the namespace sandbox, through the helper
+    /// processes `sandboxes` owns.
     pub fn new(sandboxes: Arc<kiln_sandbox::Sandboxes>) -> BuildSettings {
+        BuildSettings::with_sandbox(Arc::new(crate::namespace::NamespaceSandbox::new(sandboxes)))
+    }
+
+    pub fn with_sandbox(sandbox: Arc<dyn Sandbox>) -> BuildSettings {
         BuildSettings {
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -81,11 +95,12 @@ impl BuildSettings {
             tmp_dir: std::env::var_os("TMPDIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
-            sandboxes,
+            sandbox,
             global_state_dir: PathBuf::from("/nix/var/nix"),
             sync_before_registering: true,
             register_in_background: false,
             on_start: None,
+            on_keep_failed: None,
             on_activity: None,
             platform: Arc::new(Platform::this_machine()),
             local_builds: true,
@@ -93,17 +108,13 @@ impl BuildSettings {
     }
 }
 
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Stop: start no new build. The caller also cancels the running builders (see
-/// `kiln_sandbox::Sandboxes::canceller`); failed builds clean up after themselves as
-/// usual.
-pub fn interrupt() {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+/// What one build is given besides the derivation.
+#[derive(Default)]
+pub struct Job {
+    /// Receives a copy of the log as it is produced.
+    pub echo: Option<Box<dyn Write + Send>>,
+    /// Set when the build must stop: it is killed, cleaned up, and registers nothing.
+    pub stop: Stop,
 }
 
 /// What realising a derivation came to.
@@ -124,21 +135,23 @@ pub enum Realised {
 pub type KnownOutputs = BTreeMap<StorePath, Arc<BTreeMap<String, StorePath>>>;
 
 /// Realise `drv` (stored at `drv_path`), whose input derivations' outputs and input
-/// sources must be valid. `echo` receives a copy of the log as it is produced.
+/// sources must be valid. What builds share (build users, background removals)
+/// comes from `resources`.
 pub fn realise(
     store: &LocalStore,
     settings: &BuildSettings,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
     known_inputs: &KnownOutputs,
-    echo: Option<Box<dyn Write + Send>>,
+    job: Job,
 ) -> Result<Realised> {
     let drv_str = store.layout().display(drv_path);
     let inputs = || Ok((input_closure(store, drv, known_inputs, &drv_str)?, None));
-    match stage(store, settings, drv_path, drv, inputs)? {
+    match stage(store, settings, resources, drv_path, drv, &job.stop, inputs)? {
         Claim::Valid(outputs) => Ok(Realised::Valid(outputs)),
         Claim::Locked => Ok(Realised::Locked),
-        Claim::Staged(staged) => staged.build(store, settings, drv, known_inputs, echo),
+        Claim::Staged(staged) => staged.build(store, settings, drv, known_inputs, job),
     }
 }
 
@@ -151,8 +164,10 @@ pub fn realise(
 pub fn stage_ahead(
     store: &LocalStore,
     settings: &BuildSettings,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
+    stop: &Stop,
 ) -> Result<Option<Staged>> {
     if exports_references_graph(drv_path, drv) {
         return Ok(None);
@@ -162,7 +177,7 @@ pub fn stage_ahead(
         let closure = provisional.graph.keys().cloned().collect();
         Ok((closure, Some(provisional)))
     };
-    match stage(store, settings, drv_path, drv, inputs)? {
+    match stage(store, settings, resources, drv_path, drv, stop, inputs)? {
         Claim::Staged(staged) => Ok(Some(*staged)),
         Claim::Valid(_) | Claim::Locked => Ok(None),
     }
@@ -184,7 +199,7 @@ enum Claim {
 }
 
 /// A build with its outputs locked and its sandbox started up to the store
-/// inputs (see [`kiln_sandbox::launch`]). Dropped without [`Staged::build`],
+/// inputs (see [`Sandbox::start`]). Dropped without [`Staged::build`],
 /// it ends the sandbox, removes what it made and releases the locks.
 pub struct Staged {
     drv_str: String,
@@ -196,7 +211,8 @@ pub struct Staged {
     /// Taken by `build`; what `Drop` cleans up otherwise.
     build_dir: Option<PathBuf>,
     chroot_dir: PathBuf,
-    sandbox: Option<(SandboxSpec, kiln_sandbox::Prepared, kiln_sandbox::Launched)>,
+    sandbox: Option<Box<dyn Started>>,
+    resources: Arc<Resources>,
     /// The input closure the chroot has.
     inputs: BTreeSet<StorePath>,
     /// Staged ahead: `inputs` is only what existed then, with its references, from
@@ -207,13 +223,15 @@ pub struct Staged {
 fn stage(
     store: &LocalStore,
     settings: &BuildSettings,
+    resources: &Arc<Resources>,
     drv_path: &StorePath,
     drv: &Derivation,
+    stop: &Stop,
     inputs: impl FnOnce() -> Result<(BTreeSet<StorePath>, Option<Provisional>)>,
 ) -> Result<Claim> {
     let drv_str = store.layout().display(drv_path);
-    if interrupted() {
-        return Err(Error::Interrupted);
+    if stop.is_set() {
+        return Err(stopped(stop, &drv_str));
     }
     let drv_err = |source| Error::Derivation {
         drv: drv_str.clone(),
@@ -267,8 +285,12 @@ fn stage(
         kiln_store::remove_tree(&store.layout().real_path(path))?;
     }
     let (input_closure, provisional) = inputs()?;
-    let user = BuildUser::acquire(&settings.global_state_dir)?;
-    let build_dir = make_build_dir(settings, drv_path, &user)?;
+    let user = if settings.sandbox.isolates_users() {
+        BuildUser::acquire(&settings.global_state_dir, &resources.idle_users)?
+    } else {
+        BuildUser::caller()
+    };
+    let build_dir = make_build_dir(settings, &resources.cleanup, drv_path, &user)?;
     let chroot_dir = store
         .layout()
         .real_store_dir
@@ -283,6 +305,7 @@ fn stage(
         build_dir: Some(build_dir),
         chroot_dir,
         sandbox: None,
+        resources: Arc::clone(resources),
         inputs: input_closure,
         provisional,
     };
@@ -298,22 +321,25 @@ impl Staged {
         settings: &BuildSettings,
         drv: &Derivation,
         known_inputs: &KnownOutputs,
-        echo: Option<Box<dyn Write + Send>>,
+        job: Job,
     ) -> Result<Realised> {
-        if interrupted() {
-            return Err(Error::Interrupted);
+        if job.stop.is_set() {
+            return Err(stopped(&job.stop, &self.drv_str));
         }
         if let Some(announce) = &settings.on_start {
             announce(&self.drv_str);
         }
         let build_dir = self.build_dir.take().expect("built once");
-        let outcome = self.run_builder(store, settings, drv, known_inputs, echo);
+        let outcome = self.run_builder(store, settings, drv, known_inputs, job);
+        // Stopped builds too, as in Nix (a dropped goal's directory is kept).
         let keep = outcome.is_err() && settings.keep_failed;
         if keep {
             let _ = std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o755));
-            eprintln!("note: keeping build directory '{}'", build_dir.display());
+            if let Some(tell) = &settings.on_keep_failed {
+                tell(&build_dir);
+            }
         } else {
-            crate::cleanup::remove_dir_later(build_dir);
+            self.resources.cleanup.remove_dir_later(build_dir);
         }
         let infos = outcome?;
         let locks = std::mem::take(&mut self.locks);
@@ -344,16 +370,14 @@ impl Staged {
         settings: &BuildSettings,
         drv: &Derivation,
         known_inputs: &KnownOutputs,
-        echo: Option<Box<dyn Write + Send>>,
+        job: Job,
     ) -> Result<Vec<PathInfo>> {
-        let (spec, mut prepared, launched) = self.sandbox.take().expect("built once");
+        let mut sandbox = self.sandbox.take().expect("built once");
         let drv_str = self.drv_str.clone();
         let sandbox_err = |source| Error::Sandbox {
             drv: drv_str.clone(),
             source,
         };
-        // The sandbox's mount namespace, torn down with the chroot, off this thread.
-        let mut lingering = None;
         let result = (|| {
             if let Some(Provisional { graph, .. }) = self.provisional.as_mut() {
                 let direct = direct_inputs(store, drv, known_inputs, &self.drv_str)?;
@@ -364,24 +388,25 @@ impl Staged {
                 if closure != self.inputs {
                     self.inputs = closure;
                     let inputs = sandbox_inputs(store, settings, &self.inputs, None)?;
-                    prepared.replace_inputs(&inputs).map_err(sandbox_err)?;
+                    sandbox.replace_inputs(&inputs).map_err(sandbox_err)?;
                 }
             }
-            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), echo)?
+            let mut log = BuildLog::create(&store.layout().log_path(&self.drv_path), job.echo)?
                 .with_activities(settings.on_activity.clone(), &self.drv_str);
-            let (outcome, left) = launched
-                .go_lingering(&prepared, &mut log)
-                .map_err(sandbox_err)?;
+            let exit = sandbox.run(&mut log, &job.stop).map_err(sandbox_err)?;
             self.user.sandbox_reaped();
-            lingering = Some(left);
             let tail = log.tail_for_error();
             log.finish()?;
-            if !outcome.success() {
-                return Err(Error::BuilderFailed {
-                    drv: drv_str.clone(),
-                    outcome: outcome.describe(&spec),
-                    log_tail: tail,
-                });
+            match exit {
+                Exit::Succeeded => {}
+                Exit::Stopped => return Err(stopped(&job.stop, &drv_str)),
+                Exit::Failed(outcome) => {
+                    return Err(Error::BuilderFailed {
+                        drv: drv_str.clone(),
+                        outcome,
+                        log_tail: tail,
+                    })
+                }
             }
             let raw: Vec<RawOutput> = self
                 .outputs
@@ -389,7 +414,7 @@ impl Staged {
                 .map(|(name, path)| RawOutput {
                     name: name.clone(),
                     path: path.clone(),
-                    host_path: prepared.chroot_store().join(path.base_name()),
+                    host_path: sandbox.store_on_host().join(path.base_name()),
                 })
                 .collect();
             process_outputs(
@@ -401,14 +426,9 @@ impl Staged {
                 self.user.uid,
             )
         })();
-        let cleaned = crate::cleanup::remove_chroot_later(
-            store,
-            &settings.sandboxes,
-            self.chroot_dir.clone(),
-            prepared.skeleton().cloned(),
-            lingering,
-        )
-        .map_err(sandbox_err);
+        let cleaned = sandbox
+            .finish(store, &self.resources.cleanup)
+            .map_err(sandbox_err);
         let infos = result?;
         cleaned?;
         Ok(infos)
@@ -420,14 +440,9 @@ impl Drop for Staged {
         let Some(build_dir) = self.build_dir.take() else {
             return;
         };
-        if let Some((_, prepared, launched)) = self.sandbox.take() {
-            drop(launched);
-            drop(prepared);
-            // What cannot be removed now is removed by the next build of this
-            // derivation, as after a crash.
-            let _ = kiln_sandbox::cleanup(&self.chroot_dir);
-        }
-        crate::cleanup::remove_dir_later(build_dir);
+        // Ends the sandbox and removes its chroot.
+        drop(self.sandbox.take());
+        self.resources.cleanup.remove_dir_later(build_dir);
     }
 }
 
@@ -438,7 +453,7 @@ fn start_sandbox(
     settings: &BuildSettings,
     drv: &Derivation,
     staged: &Staged,
-) -> Result<(SandboxSpec, kiln_sandbox::Prepared, kiln_sandbox::Launched)> {
+) -> Result<Box<dyn Started>> {
     let drv_str = &staged.drv_str;
     let build_dir = staged.build_dir.as_deref().expect("staged has a build dir");
     let user = &staged.user;
@@ -511,18 +526,22 @@ fn start_sandbox(
     spec.max_silent_time = settings.max_silent_time;
     spec.personality.linux32 = settings.platform.wants_linux32(&drv.platform);
     spec.kvm = settings.platform.features.contains("kvm");
-    let sandbox_err = |source| Error::Sandbox {
-        drv: drv_str.clone(),
-        source,
-    };
-    // A stale chroot from an interrupted build is removed first, as Nix does.
-    kiln_sandbox::cleanup(&staged.chroot_dir).map_err(sandbox_err)?;
-    let prepared = settings.sandboxes.prepare(&spec).map_err(sandbox_err)?;
-    match settings.sandboxes.launch(&prepared) {
-        Ok(launched) => Ok((spec, prepared, launched)),
-        Err(e) => {
-            let _ = kiln_sandbox::cleanup(&staged.chroot_dir);
-            Err(sandbox_err(e))
+    settings
+        .sandbox
+        .start(&spec)
+        .map_err(|source| Error::Sandbox {
+            drv: drv_str.clone(),
+            source,
+        })
+}
+
+/// The error of a build that was stopped: by the user, or by the scheduler.
+fn stopped(stop: &Stop, drv: &str) -> Error {
+    if stop.by_user() {
+        Error::Interrupted
+    } else {
+        Error::Cancelled {
+            drv: drv.to_string(),
         }
     }
 }
@@ -580,6 +599,7 @@ fn release(locks: Vec<PathLock>) {
 /// `$TMPDIR/nix-build-<drv name>-<n>`, 0700, owned by the build user.
 fn make_build_dir(
     settings: &BuildSettings,
+    cleanup: &Cleanup,
     drv_path: &StorePath,
     user: &BuildUser,
 ) -> Result<PathBuf> {
@@ -587,7 +607,7 @@ fn make_build_dir(
         let dir = settings
             .tmp_dir
             .join(format!("nix-build-{}-{n}", drv_path.name()));
-        if crate::build_dirs::take(&dir) {
+        if cleanup.dirs.take(&dir) {
             chown(&dir, user)?;
             return Ok(dir);
         }

@@ -14,7 +14,7 @@ use kiln_build::{
 };
 use kiln_config::Config;
 use kiln_derivation::{DerivedPath, OutputsSpec, SingleDerivedPath};
-use kiln_scheduler::{Event, Options, Scheduler};
+use kiln_scheduler::{CancelToken, Event, Options, Scheduler};
 use kiln_store::LocalStore;
 use kiln_store_path::StorePath;
 
@@ -78,9 +78,10 @@ struct Request {
     all_outputs_of: Option<Goal>,
 }
 
-/// On the first SIGINT/SIGTERM, cancel the running builders and let the run wind down
-/// (failed builds clean up as usual); on the second, exit at once.
-fn handle_interrupts(builders: kiln_sandbox::CancelAll) -> anyhow::Result<()> {
+/// On the first SIGINT/SIGTERM, cancel `interrupt`: the executor stops the running
+/// builders and the run winds down (stopped builds clean up as usual); on the
+/// second, exit at once.
+fn handle_interrupts(interrupt: CancelToken) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing the interrupt handler")?;
@@ -91,8 +92,7 @@ fn handle_interrupts(builders: kiln_sandbox::CancelAll) -> anyhow::Result<()> {
                 if count > 0 {
                     std::process::exit(130);
                 }
-                kiln_build::interrupt();
-                builders.cancel_all();
+                interrupt.cancel();
             }
         })
         .context("starting the interrupt handler")?;
@@ -100,11 +100,12 @@ fn handle_interrupts(builders: kiln_sandbox::CancelAll) -> anyhow::Result<()> {
 }
 
 pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow::Result<()> {
+    let interrupt = CancelToken::new();
+    handle_interrupts(interrupt.clone())?;
     let helper_exe = std::env::current_exe().context("locating the kiln executable")?;
     // Dropped last (after the background cleanup that may still recycle chroots
     // into it): stops the helpers and deletes the kept chroot skeletons.
     let sandboxes = Arc::new(kiln_sandbox::Sandboxes::new(helper_exe));
-    handle_interrupts(sandboxes.canceller())?;
     // The helper starts while the store is opened and the graph planned; errors
     // surface at the first build.
     let starting = Arc::clone(&sandboxes);
@@ -112,6 +113,12 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         let _ = starting.start_helper();
     });
     let store = open(location)?;
+    store.on_unclaimed_registration_failure(Box::new(|failure| {
+        eprintln!(
+            "error: registering the outputs of '{}': {}",
+            failure.what, failure.error
+        );
+    }));
     let requests = args
         .installables
         .iter()
@@ -153,7 +160,15 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
             None => eprintln!("{line}"),
         }
     }));
-    let mut executor = DerivationExecutor::new(&store, settings);
+    let bar = progress.bar.clone();
+    settings.on_keep_failed = Some(Arc::new(move |dir: &std::path::Path| {
+        let line = format!("note: keeping build directory '{}'", dir.display());
+        match &bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }));
+    let mut executor = DerivationExecutor::new(&store, settings).interrupted_by(interrupt.clone());
     if args.print_build_logs {
         executor = executor.with_log_echo(Arc::new(Mutex::new(std::io::stderr())));
     }
@@ -181,12 +196,10 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         kiln_build::Error,
     >| progress.event(e));
     progress.finish();
-    // Builds staged but never run drop their sandboxes and queue their directories
-    // for removal; the queue is flushed next.
+    // The executor goes with the scheduler: builds staged but never run drop their
+    // sandboxes, and every background removal is waited for.
     drop(scheduler);
     let registration_failures = store.finish_registrations();
-    kiln_build::finish_background_cleanup();
-    drop(sandboxes);
     for failure in &registration_failures {
         eprintln!(
             "error: registering the outputs of '{}': {}",
@@ -194,7 +207,7 @@ pub fn run(location: &StoreLocation, args: BuildArgs, config: &Config) -> anyhow
         );
     }
 
-    if kiln_build::interrupted() {
+    if interrupt.is_cancelled() {
         bail!("interrupted by the user");
     }
     let mut failed = false;

@@ -65,7 +65,13 @@ pub(crate) const SYNC_CONTEXT: &str = "syncing the store's filesystem";
 
 type Pending = Arc<Mutex<HashMap<StorePath, PathInfo>>>;
 
+/// Told of a registration failure nobody collected with
+/// [`crate::LocalStore::finish_registrations`] before the store was dropped.
+pub type UnclaimedFailureHook = Box<dyn Fn(&RegistrationFailure) + Send + Sync>;
+
 pub(crate) struct Registrar {
+    /// Where failures go that nobody asked for; without it they are lost.
+    pub(crate) on_unclaimed: Mutex<Option<UnclaimedFailureHook>>,
     db: Arc<Mutex<Db>>,
     real_store_dir: PathBuf,
     pending: Pending,
@@ -77,6 +83,7 @@ pub(crate) struct Registrar {
 impl Registrar {
     pub(crate) fn new(db: Arc<Mutex<Db>>, real_store_dir: PathBuf) -> Registrar {
         Registrar {
+            on_unclaimed: Mutex::new(None),
             db,
             real_store_dir,
             pending: Arc::default(),
@@ -175,13 +182,12 @@ impl Registrar {
 
 impl Drop for Registrar {
     fn drop(&mut self) {
-        for failure in self.finish() {
-            // Nobody asked: the caller dropped the store without finishing. Say it
-            // rather than lose it.
-            eprintln!(
-                "error: registering the outputs of '{}': {}",
-                failure.what, failure.error
-            );
+        let failures = self.finish();
+        // Nobody asked: the caller dropped the store without finishing.
+        if let Some(hook) = lock(&self.on_unclaimed).as_ref() {
+            for failure in &failures {
+                hook(failure);
+            }
         }
     }
 }

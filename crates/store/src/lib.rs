@@ -28,7 +28,7 @@ mod temp_roots;
 pub mod temp_roots_file;
 mod verify;
 
-pub use background::RegistrationFailure;
+pub use background::{RegistrationFailure, UnclaimedFailureHook};
 pub use canonical::{canonical_mode, canonicalise_entry, remove_tree, CANONICAL_MTIME_SECS};
 pub use db::GraphRow;
 pub use error::{Error, Result};

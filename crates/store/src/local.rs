@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kiln_hash::Hash;
 use kiln_store_path::{StoreDir, StorePath};
 
-use crate::background::{Job, Registrar, RegistrationFailure, SYNC_CONTEXT};
+use crate::background::{Job, Registrar, RegistrationFailure, UnclaimedFailureHook, SYNC_CONTEXT};
 use crate::db::{Db, GraphRow, Registration, CA_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
@@ -353,6 +353,16 @@ impl LocalStore {
     /// Waits for every registration handed over so far; returns those that failed.
     pub fn finish_registrations(&self) -> Vec<RegistrationFailure> {
         self.registrar.finish()
+    }
+
+    /// Where registration failures go that [`LocalStore::finish_registrations`]
+    /// did not collect before the store was dropped (the library does not print).
+    pub fn on_unclaimed_registration_failure(&self, hook: UnclaimedFailureHook) {
+        *self
+            .registrar
+            .on_unclaimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Checks `infos` for cycles, and finds what to record for each `.drv` among them.
