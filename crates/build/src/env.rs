@@ -1,6 +1,6 @@
 //! The builder's environment and the files Nix writes into the build directory for it
-//! (`passAsFile`, structured attributes, `exportReferencesGraph`), per
-//! `spec/local-store.md` §4.5.
+//! (`passAsFile`, structured attributes, `exportReferencesGraph`),
+//! as Nix's `LocalDerivationGoal::initEnv` and `writeStructuredAttrs` make them.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! structured-attribute files), runs the builder through a [`Sandbox`] (the namespace
 //! sandbox of `kiln-sandbox`, [`NamespaceSandbox`], whose module is the only one here
 //! that calls that crate; or [`InProcessSandbox`], a test double), then checks,
-//! canonicalises, scans and registers the outputs (`spec/local-store.md` §4).
+//! canonicalises, scans and registers the outputs (Nix's `LocalDerivationGoal`).
 //!
 //! State has an owner: what builds share (build users kept for the next build, spare
 //! build directories, the background removal thread) is the [`Resources`] of one

@@ -1,6 +1,6 @@
 //! After a successful builder: check each output, give it canonical metadata, move it
 //! into the store, scan it for references, check fixed-output hashes and reference
-//! constraints, and describe it for registration (`spec/local-store.md` §4.8–4.10).
+//! constraints, and describe it for registration (Nix's `LocalDerivationGoal::registerOutputs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
@@ -260,7 +260,7 @@ fn check_output_cycles(drv: &str, raw: &[RawOutput], infos: &[PathInfo]) -> Resu
 
 /// `allowedReferences`, `allowedRequisites`, `disallowedReferences`,
 /// `disallowedRequisites` (§4.9): lists of store paths or output names.
-/// Nix's per-output checks (`spec/local-store.md` §4.9).
+/// Nix's per-output checks (`checkOutputs` in `local-derivation-goal.cc`).
 #[derive(Default)]
 struct Checks {
     /// Legacy mode leaves the output itself out of its requisites.

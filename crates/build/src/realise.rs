@@ -1,5 +1,5 @@
-//! Realising one derivation whose inputs are already valid: the steps of
-//! `spec/local-store.md` §4.1 and §4.8 around one sandboxed run.
+//! Realising one derivation whose inputs are already valid: the steps of Nix's
+//! `LocalDerivationGoal` around one sandboxed run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
