@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use kiln_derivation::{Derivation, ParsedAttrs};
+use kiln_derivation::ParsedAttrs;
 
 use crate::error::{Error, Result};
 
@@ -59,10 +59,10 @@ impl Platform {
             && wants.features.is_subset(&self.features)
     }
 
-    /// `Ok` if this machine can build `drv` (stored at `drv_path`); otherwise Nix's
-    /// refusal, naming both sides.
-    pub fn check(&self, drv: &Derivation, drv_path: &str) -> Result<()> {
-        let wants = Requirements::of(drv, drv_path)?;
+    /// `Ok` if this machine can build the derivation of `attrs` (stored at
+    /// `drv_path`); otherwise Nix's refusal, naming both sides.
+    pub fn check(&self, attrs: &ParsedAttrs<'_>, drv_path: &str) -> Result<()> {
+        let wants = Requirements::of(attrs)?;
         if self.can_build(&wants) {
             return Ok(());
         }
@@ -97,8 +97,14 @@ fn kernel_is_x86_64() -> bool {
 }
 
 impl Requirements {
-    pub fn of(drv: &Derivation, drv_path: &str) -> Result<Requirements> {
-        let mut features = required_system_features(drv, drv_path)?;
+    pub fn of(attrs: &ParsedAttrs<'_>) -> Result<Requirements> {
+        let drv = attrs.derivation();
+        let mut features: BTreeSet<String> = attrs
+            .strings("requiredSystemFeatures")
+            .map_err(Error::attribute)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let known_paths = drv
             .derivation_type()
             .map(|t| t.has_known_output_paths())
@@ -112,20 +118,6 @@ impl Requirements {
             builtin: drv.builder.starts_with(b"builtin:"),
         })
     }
-}
-
-/// `requiredSystemFeatures`: words of the environment variable, or with structured
-/// attributes a list of strings in `__json`.
-fn required_system_features(drv: &Derivation, drv_path: &str) -> Result<BTreeSet<String>> {
-    // Nix's ParsedDerivation names the derivation by its base name here.
-    let base = drv_path.rsplit_once('/').map_or(drv_path, |(_, b)| b);
-    let attrs = ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
-    Ok(attrs
-        .strings("requiredSystemFeatures")
-        .map_err(Error::attribute)?
-        .unwrap_or_default()
-        .into_iter()
-        .collect())
 }
 
 fn join(set: &BTreeSet<String>) -> String {

@@ -262,7 +262,10 @@ fn stage(
     if !settings.local_builds {
         return Err(Error::NoBuildSlots);
     }
-    settings.platform.check(drv, &drv_str)?;
+    // Nix's ParsedDerivation names the derivation by its base name.
+    let attrs =
+        kiln_derivation::ParsedAttrs::parse(drv_path.base_name(), drv).map_err(Error::attribute)?;
+    settings.platform.check(&attrs, &drv_str)?;
     // Non-blocking, in sorted order, all or nothing: a busy lock means another process
     // (kiln or Nix) is building this; the scheduler retries later.
     let mut lock_paths: Vec<PathBuf> = outputs
@@ -309,7 +312,7 @@ fn stage(
         inputs: input_closure,
         provisional,
     };
-    staged.sandbox = Some(start_sandbox(store, settings, drv, &staged)?);
+    staged.sandbox = Some(start_sandbox(store, settings, &attrs, &staged)?);
     Ok(Claim::Staged(Box::new(staged)))
 }
 
@@ -451,9 +454,10 @@ impl Drop for Staged {
 fn start_sandbox(
     store: &LocalStore,
     settings: &BuildSettings,
-    drv: &Derivation,
+    attrs: &kiln_derivation::ParsedAttrs<'_>,
     staged: &Staged,
 ) -> Result<Box<dyn Started>> {
+    let drv = attrs.derivation();
     let drv_str = &staged.drv_str;
     let build_dir = staged.build_dir.as_deref().expect("staged has a build dir");
     let user = &staged.user;
@@ -464,13 +468,8 @@ fn start_sandbox(
         .collect();
     let fixed = staged.kind == DerivationType::FixedOutput;
     let export = |paths: &[String]| export_references_json(store, &staged.inputs, drv_str, paths);
-    // Nix's ParsedDerivation names the derivation by its base name here.
-    let base = drv_str
-        .rsplit_once('/')
-        .map_or(drv_str.as_str(), |(_, b)| b);
-    let attrs = kiln_derivation::ParsedAttrs::parse(base, drv).map_err(Error::attribute)?;
     let (env, files) = builder_environment(
-        &attrs,
+        attrs,
         &EnvContext {
             cores: settings.cores,
             sandbox_build_dir: "/build",

@@ -7,19 +7,7 @@ use common::*;
 
 /// The pids of the processes whose command line contains `token`.
 fn processes_mentioning(token: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(token.len()).any(|w| w == token.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
+    processes_where(|cmdline| cmdline.windows(token.len()).any(|w| w == token.as_bytes()))
 }
 
 /// Before, the build executor ignored the scheduler's cancellation: after `bad`

@@ -37,22 +37,11 @@ fn build_uids() -> Vec<u32> {
 /// The pids of the processes one of whose arguments is exactly `token` (zombies
 /// have no arguments left, so they do not count).
 fn processes_with_arg(token: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline
+    processes_where(|cmdline| {
+        cmdline
             .split(|&b| b == 0)
             .any(|arg| arg == token.as_bytes())
-        {
-            found.push(pid);
-        }
-    }
-    found
+    })
 }
 
 /// The real uid of `pid`.

@@ -216,3 +216,21 @@ pub fn interrupt_when(
     let out = child.wait_with_output().unwrap();
     (out, signalled.elapsed())
 }
+
+/// The pids of the processes whose command line (NUL-separated arguments) satisfies
+/// `matches`; zombies have an empty one.
+pub fn processes_where(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if matches(&cmdline) {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -407,11 +407,7 @@ fn hostile_nars_are_refused_cleanly() {
 
         let file = tmp.path().join("x.nar");
         fs::write(&file, &nar).unwrap();
-        for args in [
-            vec!["nar", "ls", s(&file), "-R"],
-            vec!["nar", "cat", s(&file), "/a"],
-        ] {
-            let out = kiln().args(&args).output().unwrap();
+        for out in ls_and_cat(&file) {
             assert_clean_failure(&out, &expected);
             assert!(
                 String::from_utf8_lossy(&out.stderr).contains("x.nar"),
@@ -419,6 +415,15 @@ fn hostile_nars_are_refused_cleanly() {
             );
         }
     }
+}
+
+/// `kiln nar ls -R` and `kiln nar cat … /a` of the NAR file `file`.
+fn ls_and_cat(file: &Path) -> [Output; 2] {
+    [
+        vec!["nar", "ls", s(file), "-R"],
+        vec!["nar", "cat", s(file), "/a"],
+    ]
+    .map(|args| kiln().args(&args).output().unwrap())
 }
 
 /// Nesting beyond the reader's limit is refused with its offset by `ls` and `cat`;
@@ -434,11 +439,7 @@ fn over_deep_nesting_is_refused_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("x.nar");
     fs::write(&file, &nar).unwrap();
-    for args in [
-        vec!["nar", "ls", s(&file), "-R"],
-        vec!["nar", "cat", s(&file), "/a"],
-    ] {
-        let out = kiln().args(&args).output().unwrap();
+    for out in ls_and_cat(&file) {
         assert_clean_failure(&out, &[&too_deep, &at]);
     }
     let target = tmp.path().join("target");
